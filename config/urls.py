@@ -1,0 +1,23 @@
+"""Top-level URLs: browser pages, the REST API under /api/v1/, health, and each app's own."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("teams.auth_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/", include("teams.urls")),
+    path("api/v1/", include("registry.urls")),
+    path("api/v1/", include("deployments.urls")),
+    path("", include("monitoring.urls")),
+    path("", include("serving.urls")),
+    path("", include("teams.page_urls")),
+]
+
+handler404 = "common.error_views.not_found"
+handler500 = "common.error_views.server_error"

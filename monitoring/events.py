@@ -1,0 +1,21 @@
+"""Publish events to a team's live stream (/ws/teams/{team}/events/)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from monitoring.groups import team_group
+
+
+async def team_event_publish_async(*, team: str, kind: str, data: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    assert layer is not None
+    await layer.group_send(team_group(team), {"type": "team.event", "event": {"kind": kind, "data": data}})
+
+
+def team_event_publish(*, team: str, kind: str, data: dict[str, Any]) -> None:
+    """Send an event to every socket of the team (from sync code: services, tasks)."""
+    async_to_sync(team_event_publish_async)(team=team, kind=kind, data=data)

@@ -1,0 +1,7 @@
+"""Channel-layer group names, made in one place so producers and consumers agree."""
+
+from __future__ import annotations
+
+
+def team_group(slug: str) -> str:
+    return f"team.{slug}"

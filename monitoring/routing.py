@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from monitoring import consumers
+
+websocket_urlpatterns = [
+    path("ws/teams/<str:team>/events/", consumers.TeamEventsConsumer.as_asgi()),
+]

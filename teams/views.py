@@ -1,0 +1,138 @@
+"""Browser pages: home, team overview, tokens, audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from common.errors import ApplicationError, NotFoundError, PermissionDeniedError
+from teams.choices import Action
+from teams.context_processors import CURRENT_TEAM_SESSION_KEY
+from teams.forms import TokenCreateForm
+from teams.permissions import Actor, actor_can, actor_role
+from teams.selectors import (
+    api_token_get,
+    api_token_list,
+    audit_event_list,
+    membership_list,
+    team_get_for_actor,
+    team_list_with_roles,
+)
+from teams.services import api_token_create, api_token_revoke
+
+View = Callable[..., HttpResponse]
+
+
+def domain_errors_as_http(view: View) -> View:
+    """Map the permission layer's 404/403 to Django's pages, so outsiders see exactly what a missing team gives."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except NotFoundError as exc:
+            raise Http404(exc.message) from exc
+        except PermissionDeniedError as exc:
+            raise PermissionDenied(exc.message) from exc
+
+    return wrapper
+
+
+@require_GET
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "teams/home.html", {"teams": team_list_with_roles(actor=Actor(user=request.user))})
+
+
+@require_GET
+@login_required
+@domain_errors_as_http
+def team_detail(request: HttpRequest, team: str) -> HttpResponse:
+    actor = Actor(user=request.user)
+    obj = team_get_for_actor(actor=actor, slug=team)
+    request.session[CURRENT_TEAM_SESSION_KEY] = obj.slug
+    context = {
+        "team": obj,
+        "role": actor_role(actor=actor, team=obj),
+        "members": membership_list(actor=actor, team=obj),
+        "recent_events": audit_event_list(actor=actor, team=obj)[:10],
+    }
+    return render(request, "teams/team_detail.html", context)
+
+
+def _tokens_context(actor: Actor, team: Any, form: TokenCreateForm, issued: Any = None) -> dict[str, Any]:
+    return {
+        "team": team,
+        "form": form,
+        "issued": issued,
+        "tokens": api_token_list(actor=actor, team=team),
+        "is_admin": actor_can(actor=actor, team=team, action=Action.MANAGE),
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@domain_errors_as_http
+def token_list(request: HttpRequest, team: str) -> HttpResponse:
+    """List the team's tokens and create one; the new secret is shown once, in this response only."""
+    actor = Actor(user=request.user)
+    obj = team_get_for_actor(actor=actor, slug=team)
+    request.session[CURRENT_TEAM_SESSION_KEY] = obj.slug
+    max_role = actor_role(actor=actor, team=obj)
+    assert max_role is not None
+    form = TokenCreateForm(request.POST or None, max_role=max_role)
+    issued = None
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                issued = api_token_create(
+                    actor=actor,
+                    team=obj,
+                    name=form.cleaned_data["name"],
+                    role=form.cleaned_data["role"],
+                    expires_at=form.expires_at(),
+                )
+                form = TokenCreateForm(max_role=max_role)
+            except ApplicationError as exc:
+                form.add_error(None, exc.message)
+                status = 400
+        else:
+            status = 400
+    template = "teams/_tokens_panel.html" if request.headers.get("HX-Request") else "teams/tokens.html"
+    response = render(request, template, _tokens_context(actor, obj, form, issued), status=status)
+    # The page that carries a secret must not be cached anywhere.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@login_required
+@domain_errors_as_http
+def token_revoke(request: HttpRequest, team: str, token_id: int) -> HttpResponse:
+    actor = Actor(user=request.user)
+    obj = team_get_for_actor(actor=actor, slug=team)
+    api_token_revoke(actor=actor, token=api_token_get(actor=actor, team=obj, token_id=token_id))
+    if request.headers.get("HX-Request"):
+        max_role = actor_role(actor=actor, team=obj)
+        assert max_role is not None
+        context = _tokens_context(actor, obj, TokenCreateForm(max_role=max_role))
+        return render(request, "teams/_tokens_panel.html", context)
+    return redirect("team-tokens", team=obj.slug)
+
+
+@require_GET
+@login_required
+@domain_errors_as_http
+def audit_log(request: HttpRequest, team: str) -> HttpResponse:
+    actor = Actor(user=request.user)
+    obj = team_get_for_actor(actor=actor, slug=team)
+    events = audit_event_list(actor=actor, team=obj)[:200]
+    return render(request, "teams/audit.html", {"team": obj, "events": events})

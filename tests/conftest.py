@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from teams.choices import Role
+from teams.models import Team
+from teams.permissions import Actor
+from teams.services import api_token_create
+from tests.teams.factories import create_membership, create_team, create_user
+
+
+@dataclass
+class Member:
+    """A user with a role in a team, and ready clients: one with a session, one with a bearer token."""
+
+    user: Any
+    team: Team
+    role: str
+    token: str
+
+    def session_client(self) -> APIClient:
+        client = APIClient(enforce_csrf_checks=True)
+        client.force_login(self.user)
+        return client
+
+    def token_client(self) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {self.token}")
+        return client
+
+
+@pytest.fixture
+def make_member(db: None) -> Callable[..., Member]:
+    def make(team: Team | None = None, role: str = Role.DEVELOPER, username: str | None = None) -> Member:
+        team = team or create_team()
+        user = create_user(**({"username": username} if username else {}))
+        create_membership(team=team, user=user, role=role)
+        issued = api_token_create(actor=Actor(user=user), team=team, name="tests", role=role)
+        return Member(user=user, team=team, role=role, token=issued.raw)
+
+    return make
+
+
+@pytest.fixture
+def team_a(db: None) -> Team:
+    return create_team(slug="alpha")
+
+
+@pytest.fixture
+def team_b(db: None) -> Team:
+    return create_team(slug="bravo")

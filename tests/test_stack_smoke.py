@@ -1,0 +1,129 @@
+"""`make run`'s stack on the embedded defaults, in a temporary directory: up, healthy, login works, Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.stack
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Output:
+    """Collect a process's output lines on a thread so the test can wait for a line."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if match := re.search(pattern, line):
+                    return match
+            time.sleep(0.2)
+        raise AssertionError(
+            f"no line matching {pattern!r} within {timeout} s; output:\n" + "\n".join(self.lines[-60:])
+        )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
+    env |= {"DJANGO_SETTINGS_MODULE": "config.settings.local", "MODELDECK_VAR_DIR": str(tmp_path / "var")}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runstack", "--port", str(port), "--concurrency", "1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, so the test can "press Ctrl-C" on all of it
+    )
+    output = Output(process)
+    try:
+        login = output.wait_for(r"Login: (\S+) / (\S+)", timeout=120)
+        output.wait_for(rf"ModelDeck is up at http://127\.0\.0\.1:{port}/", timeout=120)
+        base = f"http://127.0.0.1:{port}"
+
+        # A real worker, fed by beat through the filesystem broker, reports in.
+        deadline = time.monotonic() + 60
+        while True:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
+                health = json.load(response)
+            assert response.status == 200
+            assert health["status"] == "ok"
+            if health["checks"]["worker"]["status"] == "ok":
+                break
+            assert time.monotonic() < deadline, f"worker never reported: {health}"
+            time.sleep(1)
+
+        # The printed login works.
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        opener.open(f"{base}/accounts/login/", timeout=10).read()
+        csrf = next(c.value for c in jar if c.name == "csrftoken")
+        form = urllib.parse.urlencode(
+            {"username": login.group(1), "password": login.group(2), "csrfmiddlewaretoken": csrf}
+        ).encode()
+        request = urllib.request.Request(
+            f"{base}/accounts/login/", data=form, headers={"Referer": f"{base}/accounts/login/"}
+        )
+        with opener.open(request, timeout=10) as response:
+            page = response.read().decode()
+            assert response.url == f"{base}/"
+        assert "Your teams" in page
+        assert 'href="/teams/demo/"' in page
+        # Static files are served by WhiteNoise from the collected, hashed copies.
+        css = re.search(r'href="(/static/css/app\.[0-9a-f]+\.css)"', page)
+        assert css, "the stylesheet link is not a hashed WhiteNoise URL"
+        assert opener.open(f"{base}{css.group(1)}", timeout=10).status == 200
+
+        with sqlite3.connect(tmp_path / "var" / "db.sqlite3") as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert (tmp_path / "var" / "broker").is_dir()
+    finally:
+        pids = [int(m.group(2)) for line in output.lines if (m := re.match(r"started (\w+) \(pid (\d+)\)", line))]
+        os.killpg(process.pid, signal.SIGINT)
+        code = process.wait(timeout=60)
+    assert code == 0, "\n".join(output.lines[-40:])
+    assert len(pids) == 3
+    assert [pid for pid in pids if alive(pid)] == []
+    assert output.lines[-1] == "stopped"
