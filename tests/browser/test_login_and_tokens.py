@@ -25,6 +25,7 @@ def test_login_create_use_and_revoke_a_token(browser: Browser, live_server, tmp_
     team = create_team(slug="alpha", name="Alpha")
     membership = create_membership(team=team, role=Role.DEVELOPER, user__username="dana")
     create_team(slug="bravo")  # another team, which dana must not see
+    create_membership(team=create_team(slug="charlie", name="Charlie"), user=membership.user, role=Role.VIEWER)
     page = browser.new_page()
     page.goto(f"{live_server.url}/")
     expect(page).to_have_url(f"{live_server.url}/accounts/login/?next=/")
@@ -40,6 +41,18 @@ def test_login_create_use_and_revoke_a_token(browser: Browser, live_server, tmp_
     expect(page.get_by_role("heading", name="Your teams")).to_be_visible()
     expect(page.locator("table.list")).to_contain_text("alpha")
     expect(page.locator("table.list")).not_to_contain_text("bravo")
+
+    # The team switcher lists dana's teams and moves between them.
+    switcher = page.get_by_test_id("team-switcher")
+    switcher.locator("summary").click()
+    expect(switcher.get_by_role("link")).to_have_text(["alpha", "charlie"])
+    switcher.get_by_role("link", name="charlie").click()
+    expect(page).to_have_url(f"{live_server.url}/teams/charlie/")
+    expect(switcher.locator("summary")).to_contain_text("charlie")
+    expect(page.get_by_text("Your role: viewer")).to_be_visible()
+    switcher.locator("summary").click()
+    switcher.get_by_role("link", name="alpha").click()
+    expect(switcher.locator("summary")).to_contain_text("alpha")
 
     page.get_by_role("link", name="Tokens").first.click()
     expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
