@@ -15,7 +15,7 @@ VENV := .venv/bin
 	.tools/bin/pip install --quiet uv==$(UV_VERSION)
 
 install: $(filter .tools/bin/uv,$(UV))
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --extra convert --python $(PYTHON)
 
 run: install
 	$(VENV)/python manage.py runstack

@@ -170,6 +170,12 @@ SPECTACULAR_SETTINGS = {
 
 # --- ModelDeck ----------------------------------------------------------------------------------
 MODELDECK_VAR_DIR = VAR_DIR
+# Uploads: the largest model file accepted, and the limits that keep a hostile archive from exhausting the disk.
+MODELDECK_MAX_UPLOAD_BYTES = env.int("MODELDECK_MAX_UPLOAD_BYTES", default=2 * 1024**3)
+MODELDECK_ZIP_MAX_MEMBERS = env.int("MODELDECK_ZIP_MAX_MEMBERS", default=10_000)
+MODELDECK_ZIP_MAX_TOTAL_BYTES = env.int("MODELDECK_ZIP_MAX_TOTAL_BYTES", default=8 * 1024**3)
+# Largest uncompressed/compressed ratio of one archive member (real weights compress 1-10x; bombs 1000x+).
+MODELDECK_ZIP_MAX_RATIO = env.int("MODELDECK_ZIP_MAX_RATIO", default=200)
 # How long a worker heartbeat may be old before /healthz reports the worker as stale.
 MODELDECK_WORKER_STALE_SECONDS = env.int("MODELDECK_WORKER_STALE_SECONDS", default=60)
 

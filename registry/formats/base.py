@@ -1,0 +1,99 @@
+"""The one interface every model format implements: sniff by content, inspect the signature.
+
+Each format is one module in this package exposing a module-level object that satisfies `ModelFormat`.
+Formats whose inspection needs TensorFlow or scikit-learn set `needs_worker = True`: the web process
+only sniffs them, and a Celery worker inspects them. Heavy imports live inside `inspect`, never at
+module import time, so the web process never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from common.errors import ApplicationError
+
+# Open Inference Protocol tensor datatypes.
+DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES")
+
+NUMPY_TO_DATATYPE = {
+    "bool": "BOOL",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "float16": "FP16",
+    "float32": "FP32",
+    "float64": "FP64",
+    "object": "BYTES",
+    "str": "BYTES",
+    "bytes": "BYTES",
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: its name, its Open Inference Protocol datatype and its shape (-1 = dynamic)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+    def __post_init__(self) -> None:
+        if self.datatype not in DATATYPES:
+            raise ValueError(f"unknown datatype {self.datatype!r}")
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Signature:
+        return cls(
+            inputs=[TensorSpec(**spec) for spec in data.get("inputs", [])],
+            outputs=[TensorSpec(**spec) for spec in data.get("outputs", [])],
+        )
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What inspecting a model file tells: its signature, the framework that made it, and extra facts."""
+
+    signature: Signature
+    framework: str  # e.g. "onnx", "tflite", "keras", "tensorflow", "sklearn"
+    framework_version: str = ""  # e.g. the producer version, keras version, sklearn version
+    metadata: dict[str, Any] = field(default_factory=dict)  # e.g. {"opset": 17, "producer": "tf2onnx"}
+
+
+class ModelFileError(ApplicationError):
+    """Raise when a model file is not what it claims, is corrupt, or is hostile; the message says why."""
+
+    status_code = 422
+
+    def __init__(self, code: str, message: str, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(code, message, detail)
+
+
+class ModelFormat(Protocol):
+    name: str  # stored in ModelVersion.format: "onnx", "tflite", "keras", "savedmodel", "sklearn", "pickle"
+    label: str  # for people: "ONNX", "TensorFlow Lite", ...
+    extensions: tuple[str, ...]  # lowercase, with the dot: (".onnx",)
+    needs_worker: bool
+
+    def sniff(self, path: Path) -> bool:
+        """Tell from the bytes alone (never the name) whether the file is of this format; never raise."""
+        ...
+
+    def inspect(self, path: Path) -> Inspection:
+        """Read the signature from the format's own metadata; raise ModelFileError for a bad file."""
+        ...
