@@ -34,6 +34,7 @@ pytest:
 
 bench: install
 	$(VENV)/python bench/bench_token_auth.py
+	$(VENV)/python bench/upload.py
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

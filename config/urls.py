@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("monitoring.urls")),
     path("", include("serving.urls")),
     path("", include("teams.page_urls")),
+    path("", include("registry.page_urls")),
 ]
 
 handler404 = "common.error_views.not_found"

@@ -24,7 +24,13 @@ from teams.selectors import (
     team_get_for_actor,
     team_list_with_roles,
 )
-from teams.services import api_token_create, api_token_revoke, membership_remove, membership_set
+from teams.services import (
+    api_token_create,
+    api_token_revoke,
+    membership_remove,
+    membership_set,
+    team_settings_update,
+)
 
 
 class TokenOutputSerializer(serializers.Serializer):
@@ -65,6 +71,7 @@ class TeamOutputSerializer(serializers.Serializer):
     slug = serializers.CharField(source="team.slug")
     name = serializers.CharField(source="team.name")
     role = serializers.CharField()
+    trusted_pickle = serializers.BooleanField(source="team.trusted_pickle")
     created_at = serializers.DateTimeField(source="team.created_at")
 
 
@@ -76,10 +83,26 @@ class TeamListApi(APIView):
 
 
 class TeamDetailApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        trusted_pickle = serializers.BooleanField(
+            help_text="Accept pickle/joblib uploads (opened only inside a worker). Admins only."
+        )
+
     @extend_schema(responses=TeamOutputSerializer)
     def get(self, request: Request, team: str) -> Response:
         actor = Actor.from_request(request)
         obj = team_get_for_actor(actor=actor, slug=team)
+        role = actor_role(actor=actor, team=obj)
+        return Response(TeamOutputSerializer(TeamRole(team=obj, role=role or "")).data)
+
+    @extend_schema(request=InputSerializer, responses=TeamOutputSerializer)
+    def patch(self, request: Request, team: str) -> Response:
+        """Change the team's settings."""
+        actor = Actor.from_request(request)
+        obj = team_get_for_actor(actor=actor, slug=team, action=Action.MANAGE)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        team_settings_update(actor=actor, team=obj, trusted_pickle=data.validated_data["trusted_pickle"])
         role = actor_role(actor=actor, team=obj)
         return Response(TeamOutputSerializer(TeamRole(team=obj, role=role or "")).data)
 

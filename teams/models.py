@@ -21,6 +21,10 @@ class Team(BaseModel):
 
     slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
+    trusted_pickle = models.BooleanField(
+        default=False,
+        help_text="Accept pickle/joblib uploads; they are opened only inside a Celery worker, never by the site.",
+    )
 
     class Meta:
         ordering = ["slug"]

@@ -57,6 +57,20 @@ def team_create(*, slug: str, name: str = "", admin: User) -> Team:
     return team
 
 
+def team_settings_update(*, actor: Actor, team: Team, trusted_pickle: bool) -> Team:
+    """Change the team's settings (admins only); every change is audited."""
+    actor_require(actor=actor, team=team, action=Action.MANAGE)
+    with transaction.atomic():
+        previous = team.trusted_pickle
+        team.trusted_pickle = trusted_pickle
+        team.save(update_fields=["trusted_pickle", "updated_at"])
+        if previous != trusted_pickle:
+            audit_record(
+                team=team, actor=actor, action="team.settings", target=team, data={"trusted_pickle": trusted_pickle}
+            )
+    return team
+
+
 def _admin_count(team: Team) -> int:
     return Membership.objects.filter(team=team, role=Role.ADMIN).count()
 

@@ -141,7 +141,37 @@ STATIC_ROOT: Path | None = VAR_DIR / "staticfiles"
 STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # Model files and samples, under content-addressed keys.
+    "artifacts": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(VAR_DIR / "artifacts"), "file_permissions_mode": 0o640},
+    },
 }
+# ARTIFACT_STORAGE=s3 keeps model files in any S3-compatible object store (AWS, MinIO, Ceph...) instead.
+ARTIFACT_STORAGE = env.str("ARTIFACT_STORAGE", default="local")
+if ARTIFACT_STORAGE == "s3":
+    STORAGES["artifacts"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("AWS_STORAGE_BUCKET_NAME"),
+            "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default=None),
+            "region_name": env.str("AWS_S3_REGION_NAME", default=None),
+            "access_key": env.str("AWS_ACCESS_KEY_ID", default=None),
+            "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default=None),
+            "location": env.str("AWS_LOCATION", default=""),
+            # Keys are content hashes: an existing object already holds the same bytes.
+            "file_overwrite": False,
+            "default_acl": None,
+            "querystring_auth": True,
+        },
+    }
+elif ARTIFACT_STORAGE != "local":
+    raise ValueError(f"ARTIFACT_STORAGE must be 'local' or 's3', not {ARTIFACT_STORAGE!r}")
+# Every upload streams to a temporary file (hashed on the way, see registry/uploads.py), never into memory.
+# This also caps the ASGI handler's in-memory body spool: past it the body goes to disk. (0 would mean "no
+# limit" to the spool, which then holds a whole upload in memory.)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+FILE_UPLOAD_HANDLERS = ["registry.uploads.HashingUploadHandler"]
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -172,6 +202,11 @@ SPECTACULAR_SETTINGS = {
 MODELDECK_VAR_DIR = VAR_DIR
 # Uploads: the largest model file accepted, and the limits that keep a hostile archive from exhausting the disk.
 MODELDECK_MAX_UPLOAD_BYTES = env.int("MODELDECK_MAX_UPLOAD_BYTES", default=2 * 1024**3)
+# A sample input (.npz or JSON) kept with a version for validation and drift.
+MODELDECK_MAX_SAMPLE_BYTES = env.int("MODELDECK_MAX_SAMPLE_BYTES", default=64 * 1024**2)
+# ONNX and TFLite files up to this size are inspected during the upload request; larger ones (and every format
+# that needs TensorFlow or scikit-learn) by a worker, so a web process never holds a big model in memory.
+MODELDECK_INLINE_INSPECT_MAX_BYTES = env.int("MODELDECK_INLINE_INSPECT_MAX_BYTES", default=64 * 1024**2)
 MODELDECK_ZIP_MAX_MEMBERS = env.int("MODELDECK_ZIP_MAX_MEMBERS", default=10_000)
 MODELDECK_ZIP_MAX_TOTAL_BYTES = env.int("MODELDECK_ZIP_MAX_TOTAL_BYTES", default=8 * 1024**3)
 # Largest uncompressed/compressed ratio of one archive member (real weights compress 1-10x; bombs 1000x+).

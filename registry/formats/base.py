@@ -15,7 +15,21 @@ from typing import Any, Protocol
 from common.errors import ApplicationError
 
 # Open Inference Protocol tensor datatypes.
-DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES")
+DATATYPES = (
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+)
 
 NUMPY_TO_DATATYPE = {
     "bool": "BOOL",

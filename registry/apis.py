@@ -1,0 +1,183 @@
+"""REST API of the registry: models, versions (upload), version detail and artifact download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from common.errors import ApplicationError
+from registry.models import ModelVersion
+from registry.selectors import model_version_get, model_version_list, registered_model_get, registered_model_list
+from registry.services import Upload, model_version_create, registered_model_create
+from registry.storage import artifact_storage
+from registry.uploads import UploadLimitMiddleware, upload_was_too_large
+from teams.choices import Action
+from teams.permissions import Actor
+from teams.selectors import team_get_for_actor
+
+
+class ModelOutputSerializer(serializers.Serializer):
+    team = serializers.CharField(source="team.slug")
+    name = serializers.CharField()
+    description = serializers.CharField()
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_at = serializers.DateTimeField()
+    version_count = serializers.IntegerField(default=0)
+    latest_version = serializers.IntegerField(default=None, allow_null=True)
+
+
+class VersionOutputSerializer(serializers.Serializer):
+    model = serializers.SerializerMethodField()
+    number = serializers.IntegerField()
+    format = serializers.CharField()
+    status = serializers.CharField()
+    status_message = serializers.CharField()
+    filename = serializers.CharField()
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+    signature = serializers.JSONField()
+    framework = serializers.CharField()
+    framework_version = serializers.CharField()
+    metadata = serializers.JSONField()
+    description = serializers.CharField()
+    tags = serializers.JSONField()
+    parent = serializers.IntegerField(source="parent.number", default=None)  # type: ignore[assignment]  # (DRF pops declared fields off the class)
+    recipe = serializers.JSONField()
+    sample_filename = serializers.CharField()
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_at = serializers.DateTimeField()
+
+    def get_model(self, version: ModelVersion) -> str:
+        return f"{version.model.team.slug}/{version.model.name}"
+
+
+class ModelListApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        team = serializers.CharField()
+        name = serializers.CharField(max_length=100)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(
+        parameters=[OpenApiParameter("team", str), OpenApiParameter("search", str)],
+        responses=ModelOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        actor = Actor.from_request(request)
+        models = registered_model_list(
+            actor=actor, team_slug=request.query_params.get("team"), search=request.query_params.get("search", "")
+        )
+        return Response(ModelOutputSerializer(models, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: ModelOutputSerializer})
+    def post(self, request: Request) -> Response:
+        actor = Actor.from_request(request)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        team = team_get_for_actor(actor=actor, slug=data.validated_data["team"], action=Action.DEVELOP)
+        model = registered_model_create(
+            actor=actor, team=team, name=data.validated_data["name"], description=data.validated_data["description"]
+        )
+        return Response(ModelOutputSerializer(model).data, status=status.HTTP_201_CREATED)
+
+
+class ModelDetailApi(APIView):
+    @extend_schema(responses=ModelOutputSerializer)
+    def get(self, request: Request, team: str, model: str) -> Response:
+        actor = Actor.from_request(request)
+        obj = registered_model_get(actor=actor, team_slug=team, name=model)
+        with_counts = registered_model_list(actor=actor, team_slug=team).get(pk=obj.pk)
+        return Response(ModelOutputSerializer(with_counts).data)
+
+
+def _upload(file: UploadedFile) -> Upload:
+    path = file.temporary_file_path()  # type: ignore[attr-defined]
+    return Upload(path=Path(path), filename=Path(file.name or "upload").name, sha256=file.sha256, size=file.size or 0)  # type: ignore[attr-defined]
+
+
+class VersionListApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField(allow_empty_file=False)
+        sample = serializers.FileField(required=False, allow_empty_file=False)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+        tags = serializers.CharField(required=False, allow_blank=True, default="", help_text="Comma-separated.")
+
+    @extend_schema(responses=VersionOutputSerializer(many=True))
+    def get(self, request: Request, team: str, model: str) -> Response:
+        obj = registered_model_get(actor=Actor.from_request(request), team_slug=team, name=model)
+        return Response(VersionOutputSerializer(model_version_list(model=obj), many=True).data)
+
+    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: VersionOutputSerializer})
+    def post(self, request: Request, team: str, model: str) -> Response:
+        """Upload a model file as the next version; formats that need a worker come back `processing`."""
+        actor = Actor.from_request(request)
+        obj = registered_model_get(actor=actor, team_slug=team, name=model, action=Action.DEVELOP)
+        limit = settings.MODELDECK_MAX_UPLOAD_BYTES
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        too_large = ApplicationError(
+            "too_large",
+            f"The upload is larger than the limit of {limit} bytes (MODELDECK_MAX_UPLOAD_BYTES).",
+            {"limit": limit, "content_length": length},
+            status=413,
+        )
+        # Checked before the body is parsed (under ASGI the front door, registry.uploads, already did), and
+        # again after: the upload handler stops a body that passes the limit despite its Content-Length.
+        if length > limit + UploadLimitMiddleware.ENVELOPE_BYTES:
+            raise too_large
+        form = request.data
+        if upload_was_too_large(request):
+            raise too_large
+        data = self.InputSerializer(data=form)
+        data.is_valid(raise_exception=True)
+        sample = data.validated_data.get("sample")
+        if sample is not None and sample.size > settings.MODELDECK_MAX_SAMPLE_BYTES:
+            raise ApplicationError(
+                "too_large", f"The sample is larger than {settings.MODELDECK_MAX_SAMPLE_BYTES} bytes.", status=413
+            )
+        version = model_version_create(
+            actor=actor,
+            model=obj,
+            upload=_upload(data.validated_data["file"]),
+            sample=_upload(sample) if sample is not None else None,
+            description=data.validated_data["description"],
+            tags=data.validated_data["tags"].split(","),
+        )
+        return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class VersionDetailApi(APIView):
+    @extend_schema(responses=VersionOutputSerializer)
+    def get(self, request: Request, team: str, model: str, number: int) -> Response:
+        version = model_version_get(actor=Actor.from_request(request), team_slug=team, name=model, number=number)
+        return Response(VersionOutputSerializer(version).data)
+
+
+def artifact_response(version: ModelVersion, *, sample: bool = False) -> FileResponse:
+    """Stream a stored file back under its uploaded name, with its sha256 for the client to check."""
+    key, filename = (
+        (version.sample_key, version.sample_filename) if sample else (version.artifact_key, version.filename)
+    )
+    response = FileResponse(artifact_storage().open(key, "rb"), as_attachment=True, filename=filename)
+    response["Content-Type"] = "application/octet-stream"
+    if not sample:
+        response["ETag"] = f'"{version.sha256}"'
+        response["X-Checksum-Sha256"] = version.sha256
+    return response
+
+
+class VersionArtifactApi(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    def get(self, request: Request, team: str, model: str, number: int) -> Any:
+        version = model_version_get(actor=Actor.from_request(request), team_slug=team, name=model, number=number)
+        return artifact_response(version)

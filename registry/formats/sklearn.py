@@ -1,0 +1,176 @@
+"""scikit-learn models saved with skops: a zip with schema.json, loaded in a worker with a strict type allow-list."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from registry.formats.archive import check_zip, is_zip, zip_names
+from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec
+
+SCHEMA_FILE = "schema.json"
+TRUSTED_PACKAGES = ("sklearn.", "numpy.", "scipy.")
+# Plain data types only: "builtins." as a prefix would admit builtins.eval, which skops would call with file data.
+TRUSTED_BUILTINS = frozenset(
+    f"builtins.{name}"
+    for name in (
+        "bool",
+        "bytearray",
+        "bytes",
+        "complex",
+        "dict",
+        "float",
+        "frozenset",
+        "int",
+        "list",
+        "NoneType",
+        "range",
+        "set",
+        "slice",
+        "str",
+        "tuple",
+    )
+)
+# Modules inside the trusted packages whose classes read or write files, download data, or only serve tests.
+_REFUSED_MODULE_PARTS = frozenset(
+    {"io", "datasets", "testing", "_testing", "_testutils", "tests", "_datasource", "f2py", "ctypeslib", "_examples"}
+)
+
+
+class SklearnFormat:
+    """scikit-learn (skops): sniffed from schema.json in the zip, loaded only when every type in it is trusted."""
+
+    name = "sklearn"
+    label = "scikit-learn (skops)"
+    extensions: tuple[str, ...] = (".skops",)
+    needs_worker = True
+
+    def sniff(self, path: Path) -> bool:
+        """Tell whether the file is a zip with a skops schema.json in it."""
+        return is_zip(path) and SCHEMA_FILE in zip_names(path)
+
+    def inspect(self, path: Path) -> Inspection:
+        """Refuse types outside scikit-learn, numpy and scipy, then load the estimator and describe it."""
+        check_zip(path)
+        import skops.io as sio
+
+        try:
+            untrusted: list[str] = sio.get_untrusted_types(file=str(path))
+        except Exception as exc:
+            # skops surfaces a malformed schema as whatever json/zipfile/KeyError it hits first.
+            raise ModelFileError("invalid_skops", f"The skops file cannot be read: {_short(exc)}.") from exc
+        refused = sorted(name for name in untrusted if not is_trusted_type(name))
+        if refused:
+            raise ModelFileError(
+                "skops_untrusted_types",
+                f"The skops file uses types that ModelDeck does not load: {', '.join(refused)}. ModelDeck only "
+                "loads scikit-learn, numpy and scipy classes and plain Python data types, because loading anything "
+                "else (your own functions or classes included) could run code. Use built-in scikit-learn "
+                "estimators and transformers, or convert the model to ONNX.",
+                {"types": refused},
+            )
+        try:
+            estimator = sio.load(path, trusted=untrusted)
+        except Exception as exc:
+            raise ModelFileError("invalid_skops", f"The skops file could not be loaded: {_short(exc)}.") from exc
+        return estimator_inspection(estimator)
+
+
+def is_trusted_type(name: str) -> bool:
+    """Tell whether a type named in a skops file is a plain builtin or a scikit-learn, numpy or scipy class."""
+    if name.startswith("builtins."):
+        return name in TRUSTED_BUILTINS
+    if not name.startswith(TRUSTED_PACKAGES):
+        return False
+    module_name, _, attribute = name.rpartition(".")
+    parts = module_name.split(".")
+    if any(part.startswith("__") or part in _REFUSED_MODULE_PARTS for part in parts):
+        return False
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return False
+    obj = getattr(module, attribute, None)
+    # Functions are refused: skops calls a trusted name with arguments from the file (numpy.load, for one).
+    if not isinstance(obj, type):
+        return False
+    import numpy as np
+
+    return not issubclass(obj, np.memmap)
+
+
+def estimator_inspection(estimator: Any) -> Inspection:
+    """Describe a fitted scikit-learn estimator with the tensor names skl2onnx gives it (zipmap disabled)."""
+    import numpy as np
+    import sklearn
+
+    kind = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
+    n_features = getattr(estimator, "n_features_in_", None)
+    if n_features is None:
+        raise ModelFileError(
+            "sklearn_not_fitted",
+            f"The {kind} object is not a fitted estimator (it has no n_features_in_); fit it before saving.",
+            {"estimator": kind},
+        )
+    inputs = [TensorSpec(name="input", datatype="FP32", shape=[-1, int(n_features)])]
+    metadata: dict[str, Any] = {"estimator": kind}
+    classes = getattr(estimator, "classes_", None)
+    if classes is not None:
+        if isinstance(classes, list):
+            raise ModelFileError(
+                "sklearn_unsupported",
+                f"The {kind} is a multi-output classifier, which ModelDeck cannot serve yet.",
+                {"estimator": kind},
+            )
+        classes = np.asarray(classes)
+        outputs = [TensorSpec(name="label", datatype=_label_datatype(classes), shape=[-1])]
+        if hasattr(estimator, "predict_proba"):
+            outputs.append(TensorSpec(name="probabilities", datatype="FP32", shape=[-1, len(classes)]))
+        metadata["classes"] = [str(c) for c in classes.tolist()]
+    elif hasattr(estimator, "predict"):
+        outputs = [TensorSpec(name="variable", datatype="FP32", shape=[-1, _n_outputs(estimator)])]
+    else:
+        raise ModelFileError(
+            "sklearn_not_a_predictor",
+            f"The {kind} object has no predict method; ModelDeck serves classifiers and regressors.",
+            {"estimator": kind},
+        )
+    return Inspection(
+        signature=Signature(inputs=inputs, outputs=outputs),
+        framework="sklearn",
+        framework_version=sklearn.__version__,
+        metadata=metadata,
+    )
+
+
+def _label_datatype(classes: Any) -> str:
+    kind = classes.dtype.kind
+    if kind in "US" or (kind == "O" and any(isinstance(c, str | bytes) for c in classes.tolist())):
+        return "BYTES"
+    if kind == "f":
+        return "FP32"
+    return "INT64"
+
+
+def _n_outputs(estimator: Any) -> int:
+    steps = getattr(estimator, "steps", None)
+    if steps:
+        # A Pipeline predicts with its last step, which is the one that knows its outputs.
+        return _n_outputs(steps[-1][1])
+    n_outputs = getattr(estimator, "n_outputs_", None)
+    if n_outputs is not None:
+        return int(n_outputs)
+    # Linear models keep one row of coefficients per target when fitted on a 2-D y.
+    coef = getattr(estimator, "coef_", None)
+    if coef is not None and getattr(coef, "ndim", 1) == 2:
+        return int(coef.shape[0])
+    return 1
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+FORMAT = SklearnFormat()

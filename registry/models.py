@@ -1,0 +1,73 @@
+"""Registered models and their immutable, numbered versions."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+
+from common.models import BaseModel
+from registry.choices import ModelFormatName, VersionStatus
+from teams.models import Team
+
+model_name_validator = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9_.-]{0,98}[a-z0-9])?$",
+    "Use 1-100 lowercase letters, digits, '-', '_' or '.', starting and ending with a letter or digit.",
+)
+
+
+class RegisteredModel(BaseModel):
+    """Name a model within a team; its versions hold the files."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="models")
+    name = models.CharField(max_length=100, validators=[model_name_validator])
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="uniq_team_model_name")]
+        ordering = ["team__slug", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug}/{self.name}"
+
+
+class ModelVersion(BaseModel):
+    """Hold one immutable model file, numbered 1, 2, 3... within its model, with what inspection found."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    format = models.CharField(max_length=16, choices=ModelFormatName.choices)
+    # Content-addressed key in the artifact storage: the same bytes are stored once, whatever their name.
+    artifact_key = models.CharField(max_length=200)
+    filename = models.CharField(max_length=255, help_text="The name the file was uploaded with.")
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size = models.BigIntegerField()
+    signature = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=VersionStatus.choices, default=VersionStatus.PROCESSING)
+    status_message = models.TextField(blank=True)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    framework = models.CharField(max_length=32, blank=True)
+    framework_version = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(default=dict, blank=True, help_text="Format facts: opset, producer, estimator...")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    recipe = models.JSONField(default=dict, blank=True, help_text="How this version was made from its parent.")
+    sample_key = models.CharField(max_length=200, blank=True)
+    sample_filename = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model", "number"], name="uniq_model_version"),
+            models.CheckConstraint(condition=models.Q(number__gte=1), name="version_number_positive"),
+            models.CheckConstraint(condition=models.Q(status__in=VersionStatus.values), name="version_status_valid"),
+        ]
+        ordering = ["model", "-number"]
+
+    def __str__(self) -> str:
+        return f"{self.model} v{self.number}"

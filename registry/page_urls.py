@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from registry import views
+
+urlpatterns = [
+    path("teams/<str:team>/models/", views.model_list, name="model-list"),
+    path("teams/<str:team>/models/<str:model>/", views.model_detail, name="model-detail"),
+    path("teams/<str:team>/models/<str:model>/versions/<int:number>/", views.version_detail, name="version-detail"),
+]

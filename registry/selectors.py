@@ -1,0 +1,46 @@
+"""Reads of the registry, always through the permission layer."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Max, Q, QuerySet
+
+from common.errors import NotFoundError
+from registry.models import ModelVersion, RegisteredModel
+from teams.choices import Action
+from teams.permissions import Actor
+from teams.selectors import team_get_for_actor, team_list_for_actor
+
+
+def registered_model_list(*, actor: Actor, team_slug: str | None = None, search: str = "") -> QuerySet[RegisteredModel]:
+    """List the models of the actor's teams (or one team), with version counts, optionally filtered by name."""
+    if team_slug:
+        models = RegisteredModel.objects.filter(team=team_get_for_actor(actor=actor, slug=team_slug))
+    else:
+        models = RegisteredModel.objects.filter(team__in=team_list_for_actor(actor=actor).values("pk"))
+    if search:
+        models = models.filter(Q(name__icontains=search) | Q(description__icontains=search))
+    return (
+        models.select_related("team", "created_by")
+        .annotate(version_count=Count("versions"), latest_version=Max("versions__number"))
+        .order_by("team__slug", "name")
+    )
+
+
+def registered_model_get(*, actor: Actor, team_slug: str, name: str, action: str = Action.VIEW) -> RegisteredModel:
+    team = team_get_for_actor(actor=actor, slug=team_slug, action=action)
+    model = RegisteredModel.objects.select_related("team").filter(team=team, name=name).first()
+    if model is None:
+        raise NotFoundError(f"Model '{team_slug}/{name}' not found.")
+    return model
+
+
+def model_version_list(*, model: RegisteredModel) -> QuerySet[ModelVersion]:
+    return model.versions.select_related("model__team", "created_by", "parent").order_by("-number")
+
+
+def model_version_get(*, actor: Actor, team_slug: str, name: str, number: int) -> ModelVersion:
+    model = registered_model_get(actor=actor, team_slug=team_slug, name=name)
+    version = model_version_list(model=model).filter(number=number).first()
+    if version is None:
+        raise NotFoundError(f"Model '{team_slug}/{name}' has no version {number}.")
+    return version

@@ -1,0 +1,202 @@
+"""Writes of the registry: create models, add versions from uploads, finish inspections in the worker."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from common.errors import ApplicationError
+from registry.choices import VersionStatus
+from registry.formats import FORMATS, detect
+from registry.formats.base import Inspection, ModelFileError, Signature
+from registry.formats.pickled import PICKLE_REFUSAL_MESSAGE
+from registry.models import ModelVersion, RegisteredModel
+from registry.samples import sample_check, sample_summarize
+from registry.storage import artifact_delete_if_unreferenced, artifact_local_path, artifact_put
+from teams.choices import Action
+from teams.models import Team
+from teams.permissions import Actor, actor_require
+from teams.services import audit_record
+
+logger = logging.getLogger(__name__)
+
+MAX_TAGS = 20
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A received file: where it sits on local disk, the name it came with, and its hash and size."""
+
+    path: Path
+    filename: str
+    sha256: str
+    size: int
+
+
+def registered_model_create(*, actor: Actor, team: Team, name: str, description: str = "") -> RegisteredModel:
+    """Register a model name in the team."""
+    actor_require(actor=actor, team=team, action=Action.DEVELOP)
+    model = RegisteredModel(team=team, name=name, description=description, created_by=actor.authenticated_user)
+    try:
+        model.full_clean(exclude=["team", "created_by"], validate_unique=False)
+    except ValidationError as exc:
+        raise ApplicationError("invalid", "Invalid model.", exc.message_dict) from exc
+    try:
+        with transaction.atomic():
+            model.save()
+            audit_record(team=team, actor=actor, action="model.create", target=model, data={"name": name})
+    except IntegrityError as exc:
+        raise ApplicationError(
+            "already_exists", f"Team '{team.slug}' already has a model named '{name}'.", status=409
+        ) from exc
+    return model
+
+
+def _clean_tags(tags: list[str]) -> list[str]:
+    cleaned = sorted({t.strip() for t in tags if t.strip()})
+    if len(cleaned) > MAX_TAGS or any(len(t) > 64 for t in cleaned):
+        raise ApplicationError("invalid", f"Use at most {MAX_TAGS} tags of at most 64 characters.")
+    return cleaned
+
+
+def model_version_create(
+    *,
+    actor: Actor,
+    model: RegisteredModel,
+    upload: Upload,
+    sample: Upload | None = None,
+    description: str = "",
+    tags: list[str] | None = None,
+) -> ModelVersion:
+    """Add a version from an uploaded file: sniff it, inspect it here or queue it for a worker, store it once.
+
+    A bad file raises before anything is stored. The row and the stored file appear together: a failure
+    after storing removes what this call stored unless another version already points to it.
+    """
+    team = model.team
+    actor_require(actor=actor, team=team, action=Action.DEVELOP)
+    tags = _clean_tags(tags or [])
+    fmt = detect(upload.path, upload.filename)
+    if fmt.name == "pickle" and not team.trusted_pickle:
+        raise ModelFileError("pickle_refused", PICKLE_REFUSAL_MESSAGE, {"team": team.slug})
+    inline = not fmt.needs_worker and upload.size <= settings.MODELDECK_INLINE_INSPECT_MAX_BYTES
+    inspection = fmt.inspect(upload.path) if inline else None
+    sample_summary = sample_summarize(sample.path, sample.filename) if sample else None
+    if inspection is not None and sample_summary is not None:
+        problem = sample_check(sample_summary, inspection.signature)
+        if problem:
+            raise ModelFileError("sample_mismatch", problem)
+
+    stored: list[str] = []
+    try:
+        key, wrote = artifact_put(path=upload.path, sha256=upload.sha256)
+        if wrote:
+            stored.append(key)
+        sample_key = ""
+        if sample is not None:
+            sample_key, wrote = artifact_put(path=sample.path, sha256=sample.sha256)
+            if wrote:
+                stored.append(sample_key)
+        with transaction.atomic():
+            # Lock the model row: concurrent uploads take numbers one after another, with no gaps.
+            RegisteredModel.objects.select_for_update().filter(pk=model.pk).exists()
+            last = model.versions.aggregate(last=Max("number"))["last"] or 0
+            version = ModelVersion(
+                model=model,
+                number=last + 1,
+                format=fmt.name,
+                artifact_key=key,
+                filename=upload.filename[:255],
+                sha256=upload.sha256,
+                size=upload.size,
+                description=description,
+                tags=tags,
+                created_by=actor.authenticated_user,
+                sample_key=sample_key,
+                sample_filename=sample.filename[:255] if sample else "",
+                metadata={"sample": sample_summary} if sample_summary is not None else {},
+            )
+            if inspection is not None:
+                _apply_inspection(version, inspection)
+            else:
+                version.status = VersionStatus.PROCESSING
+            version.save()
+            audit_record(
+                team=team,
+                actor=actor,
+                action="version.create",
+                target=version,
+                data={"model": model.name, "number": version.number, "format": fmt.name, "sha256": upload.sha256},
+            )
+            if version.status == VersionStatus.PROCESSING:
+                from registry.tasks import model_version_inspect_task
+
+                version_id = version.pk
+                transaction.on_commit(lambda: model_version_inspect_task.delay(version_id))
+    except BaseException:
+        for stored_key in stored:
+            artifact_delete_if_unreferenced(stored_key)
+        raise
+    # A concurrent failed upload of the same bytes may have removed the shared object between our
+    # existence check and our commit; put it back from our copy, which is still at hand.
+    for path, digest in [(upload.path, upload.sha256)] + ([(sample.path, sample.sha256)] if sample else []):
+        artifact_put(path=path, sha256=digest)
+    return version
+
+
+def _apply_inspection(version: ModelVersion, inspection: Inspection) -> None:
+    version.signature = inspection.signature.to_dict()
+    version.framework = inspection.framework
+    version.framework_version = inspection.framework_version[:64]
+    version.metadata = {**version.metadata, **inspection.metadata}
+    version.status = VersionStatus.READY
+    version.status_message = ""
+
+
+def model_version_inspect(*, version_id: int) -> ModelVersion | None:
+    """Inspect a `processing` version in the worker and mark it `ready` or `failed` with the reason."""
+    version = ModelVersion.objects.select_related("model__team").filter(pk=version_id).first()
+    if version is None or version.status != VersionStatus.PROCESSING:
+        return version  # already finished (a retry or a duplicate delivery)
+    fmt = FORMATS[version.format]
+    try:
+        if fmt.name == "pickle" and not version.model.team.trusted_pickle:
+            raise ModelFileError("pickle_refused", PICKLE_REFUSAL_MESSAGE)
+        with artifact_local_path(version.artifact_key) as path:
+            inspection = fmt.inspect(path)
+        sample = version.metadata.get("sample")
+        problem = sample_check(sample, inspection.signature) if sample is not None else None
+        if problem:
+            raise ModelFileError("sample_mismatch", problem)
+    except ModelFileError as exc:
+        return _finish(version, VersionStatus.FAILED, exc.message)
+    except Exception:
+        logger.exception("Inspecting %s failed", version)
+        return _finish(version, VersionStatus.FAILED, "Inspection failed unexpectedly; the error has been logged.")
+    _apply_inspection(version, inspection)
+    return _finish(version, VersionStatus.READY, "", inspection)
+
+
+def _finish(version: ModelVersion, status: str, message: str, inspection: Inspection | None = None) -> ModelVersion:
+    fields: dict[str, object] = {"status": status, "status_message": message}
+    if inspection is not None:
+        fields |= {
+            "signature": version.signature,
+            "framework": version.framework,
+            "framework_version": version.framework_version,
+            "metadata": version.metadata,
+        }
+    # Conditional: only a version still processing is finished, so two deliveries of the task cannot race.
+    ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.PROCESSING).update(**fields)
+    version.refresh_from_db()
+    return version
+
+
+def version_signature(version: ModelVersion) -> Signature:
+    return Signature.from_dict(version.signature or {"inputs": [], "outputs": []})

@@ -1,0 +1,80 @@
+"""Browser pages of the registry: model list, model page with uploads, version page."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from common.errors import ApplicationError
+from registry.choices import VersionStatus
+from registry.selectors import model_version_get, model_version_list, registered_model_get, registered_model_list
+from registry.services import registered_model_create, version_signature
+from teams.choices import Action
+from teams.context_processors import CURRENT_TEAM_SESSION_KEY
+from teams.permissions import Actor, actor_can
+from teams.selectors import team_get_for_actor
+from teams.views import domain_errors_as_http
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@domain_errors_as_http
+def model_list(request: HttpRequest, team: str) -> HttpResponse:
+    actor = Actor(user=request.user)
+    obj = team_get_for_actor(actor=actor, slug=team)
+    request.session[CURRENT_TEAM_SESSION_KEY] = obj.slug
+    error = ""
+    if request.method == "POST":
+        try:
+            model = registered_model_create(
+                actor=actor,
+                team=obj,
+                name=request.POST.get("name", "").strip(),
+                description=request.POST.get("description", "").strip(),
+            )
+            return redirect("model-detail", team=obj.slug, model=model.name)
+        except ApplicationError as exc:
+            details = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.detail.items()) if exc.detail else ""
+            error = f"{exc.message} {details}".strip()
+    search = request.GET.get("q", "").strip()
+    context = {
+        "team": obj,
+        "models": registered_model_list(actor=actor, team_slug=obj.slug, search=search),
+        "search": search,
+        "error": error,
+        "can_develop": actor_can(actor=actor, team=obj, action=Action.DEVELOP),
+    }
+    return render(request, "registry/model_list.html", context, status=400 if error else 200)
+
+
+@require_GET
+@login_required
+@domain_errors_as_http
+def model_detail(request: HttpRequest, team: str, model: str) -> HttpResponse:
+    actor = Actor(user=request.user)
+    obj = registered_model_get(actor=actor, team_slug=team, name=model)
+    context = {
+        "team": obj.team,
+        "model": obj,
+        "versions": model_version_list(model=obj),
+        "can_develop": actor_can(actor=actor, team=obj.team, action=Action.DEVELOP),
+    }
+    return render(request, "registry/model_detail.html", context)
+
+
+@require_GET
+@login_required
+@domain_errors_as_http
+def version_detail(request: HttpRequest, team: str, model: str, number: int) -> HttpResponse:
+    version = model_version_get(actor=Actor(user=request.user), team_slug=team, name=model, number=number)
+    template = "registry/_version_status.html" if request.headers.get("HX-Request") else "registry/version_detail.html"
+    context = {
+        "team": version.model.team,
+        "model": version.model,
+        "version": version,
+        "signature": version_signature(version),
+        "processing": version.status == VersionStatus.PROCESSING,
+    }
+    return render(request, template, context)

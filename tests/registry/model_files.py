@@ -1,0 +1,327 @@
+"""Tiny seeded model files for tests, and hostile archives; TensorFlow and scikit-learn are imported per builder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FEATURES = 4
+CLASSES = 3
+
+
+def onnx_file(path: Path, features: int = FEATURES, classes: int = CLASSES, seed: int = 0) -> Path:
+    """Write a softmax(x @ W + b) ONNX model: input "x" FP32 [N, features], output "probs" FP32 [N, classes]."""
+    path.write_bytes(_onnx_model(features, classes, seed).SerializeToString())
+    return path
+
+
+def onnx_with_external_data(path: Path, location: str = "../../etc/passwd") -> Path:
+    """Write an ONNX model whose weight claims to live in an external file at `location`."""
+    from onnx import TensorProto
+
+    model = _onnx_model(FEATURES, CLASSES, seed=0)
+    weight = model.graph.initializer[0]
+    weight.ClearField("raw_data")
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(FEATURES * CLASSES * 4))):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    # SerializeToString, not onnx.save: onnx.save would try to write the external data itself.
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def _onnx_model(features: int, classes: int, seed: int) -> Any:
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weight = numpy_helper.from_array(rng.normal(size=(features, classes)).astype(np.float32), name="W")
+    bias = numpy_helper.from_array(rng.normal(size=(classes,)).astype(np.float32), name="B")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["logits_raw"]),
+            helper.make_node("Add", ["logits_raw", "B"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+        ],
+        "tiny_softmax",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", features])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", classes])],
+        initializer=[weight, bias],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modeldeck-tests", producer_version="1.0"
+    )
+    model.ir_version = 8  # onnxruntime 1.32 runs IR 8; helper.make_model would stamp the newest
+    return model
+
+
+@contextmanager
+def _quiet_keras_save() -> Iterator[None]:
+    # Keras 3.15's convert_to_numpy trips numpy 2.4's __array__(copy=...) deprecation on every save; not ours to fix.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
+        yield
+
+
+def keras_model(seed: int = 0) -> Any:
+    """Build a seeded 4 -> 8 (relu) -> 3 (softmax) Keras model with input "x"."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((FEATURES,), name="x")
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    outputs = keras.layers.Dense(CLASSES, activation="softmax")(hidden)
+    return keras.Model(inputs, outputs)
+
+
+def keras_file(path: Path, model: Any = None) -> Path:
+    """Save a Keras 3 model to path (a .keras zip, whatever path's name)."""
+    model = model if model is not None else keras_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        named = Path(tmp) / "model.keras"  # Keras picks the container from the name
+        with _quiet_keras_save():
+            model.save(named)
+        shutil.copyfile(named, path)
+    return path
+
+
+def keras_h5_file(path: Path, model: Any = None) -> Path:
+    """Save a Keras model in the legacy HDF5 format to path."""
+    model = model if model is not None else keras_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        named = Path(tmp) / "model.h5"
+        with _quiet_keras_save():
+            model.save(named)
+        shutil.copyfile(named, path)
+    return path
+
+
+def keras_weights_file(path: Path, model: Any = None) -> Path:
+    """Save only a Keras model's weights (an HDF5 file with no model config in it) to path."""
+    model = model if model is not None else keras_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        named = Path(tmp) / "model.weights.h5"  # Keras insists on this suffix for weights
+        with _quiet_keras_save():
+            model.save_weights(named)
+        shutil.copyfile(named, path)
+    return path
+
+
+def keras_lambda_file(path: Path, h5: bool = False) -> Path:
+    """Save a Keras model with a Python lambda inside a Lambda layer (what safe mode refuses)."""
+    import keras
+
+    inputs = keras.Input((FEATURES,), name="x")
+    outputs = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    model = keras.Model(inputs, outputs)
+    with tempfile.TemporaryDirectory() as tmp:
+        named = Path(tmp) / ("model.h5" if h5 else "model.keras")
+        with _quiet_keras_save():
+            model.save(named)
+        shutil.copyfile(named, path)
+    return path
+
+
+def tflite_file(path: Path, model: Any = None) -> Path:
+    """Convert a Keras model to TensorFlow Lite and write it to path."""
+    import tensorflow as tf
+
+    model = model if model is not None else keras_model()
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    return path
+
+
+def tflite_without_signatures(src: Path, dst: Path) -> Path:
+    """Copy a TFLite model without its signature defs (as older converters wrote them)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(src.read_bytes(), 0)
+    model.signatureDefs = None
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    dst.write_bytes(bytes(builder.Output()))
+    return dst
+
+
+def savedmodel_zip(path: Path, model: Any = None, folder: str = "exported") -> Path:
+    """Export a Keras model as a SavedModel and zip it under one top-level folder."""
+    model = model if model is not None else keras_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        export_dir = Path(tmp) / folder
+        model.export(str(export_dir), verbose=False)
+        _zip_folder(export_dir, path, arcroot=folder)
+    return path
+
+
+def savedmodel_zip_without_serving_default(path: Path) -> Path:
+    """Save a tf.Module whose only signature is named "predict", zipped at the archive's top."""
+    import tensorflow as tf
+
+    class Doubler(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, FEATURES], tf.float32, name="x")])
+        def predict(self, x: Any) -> Any:
+            return {"y": x * 2.0}
+
+    module = Doubler()
+    with tempfile.TemporaryDirectory() as tmp:
+        tf.saved_model.save(module, tmp, signatures={"predict": module.predict})
+        _zip_folder(Path(tmp), path, arcroot="")
+    return path
+
+
+def _zip_folder(folder: Path, path: Path, arcroot: str) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(folder.rglob("*")):
+            relative = file.relative_to(folder).as_posix()
+            arcname = f"{arcroot}/{relative}" if arcroot else relative
+            zf.write(file, arcname + ("/" if file.is_dir() else ""))
+
+
+def training_data(seed: int = 0, rows: int = 60) -> tuple[Any, Any]:
+    """Return seeded features [rows, 4] and integer labels in 0..2."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, FEATURES)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5).astype(np.int64)
+    return x, y
+
+
+def sklearn_estimator(kind: str = "logreg", seed: int = 0) -> Any:
+    """Fit a small estimator on seeded data: "logreg", "forest" (classifiers) or "regressor"."""
+    x, y = training_data(seed)
+    if kind == "logreg":
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(max_iter=200).fit(x, y)
+    if kind == "forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(n_estimators=3, max_depth=3, random_state=seed).fit(x, y)
+    if kind == "regressor":
+        from sklearn.linear_model import LinearRegression
+
+        return LinearRegression().fit(x, x[:, 0] * 2.0 + 1.0)
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def skops_file(path: Path, kind: str = "logreg", seed: int = 0) -> Path:
+    """Dump a fitted estimator with skops."""
+    import skops.io as sio
+
+    sio.dump(sklearn_estimator(kind, seed), path)
+    return path
+
+
+def double(x: Any) -> Any:
+    """Double the input (a user function, which skops lists as untrusted)."""
+    return x * 2
+
+
+def skops_with_custom_function(path: Path) -> Path:
+    """Dump a fitted pipeline whose FunctionTransformer calls a function from this module."""
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    x, y = training_data()
+    sio.dump(make_pipeline(FunctionTransformer(double), LogisticRegression()).fit(x, y), path)
+    return path
+
+
+def skops_calling(path: Path, module: str, name: str, argument: str) -> Path:
+    """Write a skops file that asks the loader to call module.name(argument): the shape of a code-execution exploit."""
+    string = {"__class__": "str", "__module__": "builtins", "__loader__": "JsonNode", "is_json": True}
+    schema = {
+        "__class__": name,
+        "__module__": module,
+        "__loader__": "ConstructorFromReduceNode",
+        "content": {
+            "__class__": "tuple",
+            "__module__": "builtins",
+            "__loader__": "TupleNode",
+            "content": [{**string, "content": json.dumps(argument), "__id__": 2}],
+            "__id__": 3,
+        },
+        "__id__": 1,
+        "protocol": 2,
+        "_skops_version": "0.16.0",
+    }
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("schema.json", json.dumps(schema))
+    return path
+
+
+def pickle_file(path: Path, compress: bool | str = False) -> Path:
+    """Dump a fitted LogisticRegression with joblib; compress True (zlib) or a joblib method name ("gzip", ...)."""
+    import joblib
+
+    level: Any = 3 if compress is True else ((compress, 3) if compress else 0)
+    joblib.dump(sklearn_estimator("logreg"), path, compress=level)
+    return path
+
+
+def zip_with_member(path: Path, name: str, data: bytes = b"x") -> Path:
+    """Write a zip with one member of the given name (any name, '../evil' included)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(zipfile.ZipInfo(name), data)
+    return path
+
+
+def zip_with_symlink(path: Path, name: str = "link", target: str = "/etc/passwd") -> Path:
+    """Write a zip whose one member is a Unix symbolic link to target."""
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3  # Unix, so the mode bits in external_attr mean what they say
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(info, target)
+    return path
+
+
+def zip_bomb(path: Path, megabytes: int) -> Path:
+    """Write a zip with one deflated member of `megabytes` MiB of zeros."""
+    chunk = bytes(1024 * 1024)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("zeros.bin", "w", force_zip64=True) as f:
+        for _ in range(megabytes):
+            f.write(chunk)
+    return path
+
+
+def zip_many_members(path: Path, n: int) -> Path:
+    """Write a zip with n empty members."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(n):
+            zf.writestr(f"m{i}.txt", b"")
+    return path
+
+
+def zip_with_understated_size(path: Path, real_bytes: int, claimed_bytes: int) -> Path:
+    """Write a stored zip member of real_bytes whose central directory claims claimed_bytes."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("data.bin", bytes(real_bytes))
+        # Written into the central directory on close, after the member's data and local header are on disk.
+        zf.infolist()[0].file_size = claimed_bytes
+    return path
+
+
+def truncated(src: Path, dst: Path) -> Path:
+    """Copy the first half of src to dst."""
+    data = src.read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+    return dst
+
+
+def random_bytes(path: Path, size: int = 4096, seed: int = 0) -> Path:
+    """Write seeded random bytes."""
+    path.write_bytes(np.random.default_rng(seed).bytes(size))
+    return path
