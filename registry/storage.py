@@ -7,11 +7,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.db.models import Q
+from django.utils import timezone
 
 from registry.models import ModelVersion
 
@@ -55,6 +57,30 @@ def artifact_delete_if_unreferenced(key: str) -> None:
     referenced = ModelVersion.objects.filter(Q(artifact_key=key) | Q(sample_key=key)).exists()
     if not referenced:
         artifact_storage().delete(key)
+
+
+def artifact_orphans_delete(*, older_than: timedelta) -> list[str]:
+    """Delete stored objects no version points to and older than `older_than` (left by a crash mid-upload).
+
+    The age guard keeps this from racing an upload whose file is stored but whose row is not committed yet.
+    """
+    storage = artifact_storage()
+    cutoff = timezone.now() - older_than
+    deleted = []
+    try:
+        prefixes, _ = storage.listdir("sha256")
+    except FileNotFoundError:  # nothing stored yet (local disk; object stores list an empty prefix)
+        return deleted
+    for prefix in prefixes:
+        _, names = storage.listdir(f"sha256/{prefix}")
+        for name in names:
+            key = f"sha256/{prefix}/{name}"
+            if storage.get_modified_time(key) >= cutoff:
+                continue
+            if not ModelVersion.objects.filter(Q(artifact_key=key) | Q(sample_key=key)).exists():
+                storage.delete(key)
+                deleted.append(key)
+    return deleted
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from registry.selectors import model_version_get, model_version_list, registered
 from registry.services import registered_model_create, version_signature
 from teams.choices import Action
 from teams.context_processors import CURRENT_TEAM_SESSION_KEY
-from teams.permissions import Actor, actor_can
+from teams.permissions import Actor, actor_can, actor_require
 from teams.selectors import team_get_for_actor
 from teams.views import domain_errors_as_http
 
@@ -27,6 +27,7 @@ def model_list(request: HttpRequest, team: str) -> HttpResponse:
     request.session[CURRENT_TEAM_SESSION_KEY] = obj.slug
     error = ""
     if request.method == "POST":
+        actor_require(actor=actor, team=obj, action=Action.DEVELOP)  # 403 for viewers, as the API answers
         try:
             model = registered_model_create(
                 actor=actor,

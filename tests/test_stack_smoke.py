@@ -17,7 +17,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tests.registry.model_files import keras_file
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.stack
@@ -52,6 +55,18 @@ class Output:
         raise AssertionError(
             f"no line matching {pattern!r} within {timeout} s; output:\n" + "\n".join(self.lines[-60:])
         )
+
+
+def _issue_token(opener: urllib.request.OpenerDirector, jar: http.cookiejar.CookieJar, base: str) -> str:
+    """Create an API token through the logged-in session, as the tokens page does."""
+    csrf = next(c.value for c in jar if c.name == "csrftoken")
+    request = urllib.request.Request(
+        f"{base}/api/v1/teams/demo/tokens",
+        data=json.dumps({"name": "smoke", "role": "developer"}).encode(),
+        headers={"Content-Type": "application/json", "X-CSRFToken": csrf, "Referer": f"{base}/"},
+    )
+    with opener.open(request, timeout=10) as response:
+        return str(json.load(response)["token"])
 
 
 def alive(pid: int) -> bool:
@@ -115,6 +130,24 @@ def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> 
         css = re.search(r'href="(/static/css/app\.[0-9a-f]+\.css)"', page)
         assert css, "the stylesheet link is not a hashed WhiteNoise URL"
         assert opener.open(f"{base}{css.group(1)}", timeout=10).status == 200
+
+        # The whole registry path on the embedded defaults: a Keras upload is inspected by the real worker.
+        token = _issue_token(opener, jar, base)
+        keras_path = keras_file(tmp_path / "iris.keras")
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
+            assert api.post("/api/v1/models", json={"team": "demo", "name": "iris"}).status_code == 201
+            with keras_path.open("rb") as handle:
+                created = api.post("/api/v1/models/demo/iris/versions", files={"file": ("iris.keras", handle)})
+            assert created.status_code == 201, created.text
+            assert created.json()["status"] == "processing"
+            deadline = time.monotonic() + 120
+            while (version := api.get("/api/v1/models/demo/iris/versions/1").json())["status"] == "processing":
+                assert time.monotonic() < deadline, "the worker never inspected the upload"
+                time.sleep(1)
+            assert version["status"] == "ready", version
+            assert version["signature"]["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+            download = api.get("/api/v1/models/demo/iris/versions/1/artifact")
+            assert download.content == keras_path.read_bytes()
 
         with sqlite3.connect(tmp_path / "var" / "db.sqlite3") as db:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

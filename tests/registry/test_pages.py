@@ -1,0 +1,84 @@
+"""Registry pages: team isolation, role-aware upload form, search, and versions that cannot be changed."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from django.test import Client
+
+from registry.models import ModelVersion
+from registry.services import Upload, model_version_create, registered_model_create
+from teams.choices import Role
+from teams.permissions import Actor
+from tests.registry.model_files import onnx_file
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def version(make_member, team_a, tmp_path) -> ModelVersion:
+    dev = make_member(team=team_a, role=Role.DEVELOPER)
+    actor = Actor(user=dev.user)
+    model = registered_model_create(actor=actor, team=team_a, name="iris", description="flowers <b>bold</b>")
+    path = onnx_file(tmp_path / "iris.onnx")
+    upload = Upload(path, "iris.onnx", hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size)
+    return model_version_create(actor=actor, model=model, upload=upload)
+
+
+def logged_in(member) -> Client:
+    client = Client()
+    client.force_login(member.user)
+    return client
+
+
+PAGES = ["/teams/alpha/models/", "/teams/alpha/models/iris/", "/teams/alpha/models/iris/versions/1/"]
+
+
+def test_outsiders_get_404_on_every_registry_page(make_member, team_b, version) -> None:
+    outsider = logged_in(make_member(team=team_b, role=Role.ADMIN))
+    for page in PAGES:
+        assert outsider.get(page).status_code == 404, page
+    assert outsider.post("/teams/alpha/models/", {"name": "sneaky"}).status_code == 404
+    assert not version.model.team.models.filter(name="sneaky").exists()
+
+
+def test_viewer_sees_pages_without_upload_or_create(make_member, team_a, version) -> None:
+    viewer = logged_in(make_member(team=team_a, role=Role.VIEWER))
+    for page in PAGES:
+        assert viewer.get(page).status_code == 200, page
+    model_page = viewer.get("/teams/alpha/models/iris/").content.decode()
+    assert 'id="dropzone"' not in model_page
+    assert "Create model" not in viewer.get("/teams/alpha/models/").content.decode()
+    denied = viewer.post("/teams/alpha/models/", {"name": "x"})
+    assert denied.status_code == 403
+    assert not version.model.team.models.filter(name="x").exists()
+
+
+def test_pages_show_the_version_and_escape_user_text(make_member, team_a, version) -> None:
+    member = logged_in(make_member(team=team_a, role=Role.DEVELOPER))
+    listing = member.get("/teams/alpha/models/?q=iri").content.decode()
+    assert "iris" in listing
+    assert "flowers &lt;b&gt;bold&lt;/b&gt;" in listing
+    assert "No model matches" in member.get("/teams/alpha/models/?q=zzz").content.decode()
+    page = member.get("/teams/alpha/models/iris/versions/1/").content.decode()
+    assert version.sha256 in page
+    assert "probs" in page
+    assert 'hx-trigger="every 2s"' not in page  # ready: nothing to poll for
+
+
+def test_processing_version_page_polls(make_member, team_a, version) -> None:
+    ModelVersion.objects.filter(pk=version.pk).update(status="processing")
+    member = logged_in(make_member(team=team_a, role=Role.VIEWER))
+    assert 'hx-trigger="every 2s"' in member.get("/teams/alpha/models/iris/versions/1/").content.decode()
+    fragment = member.get("/teams/alpha/models/iris/versions/1/", HTTP_HX_REQUEST="true").content.decode()
+    assert fragment.lstrip().startswith('<div id="version-status"')
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+def test_versions_cannot_be_changed_over_the_api(make_member, team_a, version, method) -> None:
+    admin = make_member(team=team_a, role=Role.ADMIN).token_client()
+    response = getattr(admin, method)("/api/v1/models/alpha/iris/versions/1", {"description": "x"}, format="json")
+    assert response.status_code == 405
+    version.refresh_from_db()
+    assert version.description == ""
