@@ -66,7 +66,7 @@ def artifact_orphans_delete(*, older_than: timedelta) -> list[str]:
     """
     storage = artifact_storage()
     cutoff = timezone.now() - older_than
-    deleted = []
+    deleted: list[str] = []
     try:
         prefixes, _ = storage.listdir("sha256")
     except FileNotFoundError:  # nothing stored yet (local disk; object stores list an empty prefix)

@@ -59,7 +59,7 @@ class Output:
 
 def _issue_token(opener: urllib.request.OpenerDirector, jar: http.cookiejar.CookieJar, base: str) -> str:
     """Create an API token through the logged-in session, as the tokens page does."""
-    csrf = next(c.value for c in jar if c.name == "csrftoken")
+    csrf = next(c.value or "" for c in jar if c.name == "csrftoken")
     request = urllib.request.Request(
         f"{base}/api/v1/teams/demo/tokens",
         data=json.dumps({"name": "smoke", "role": "developer"}).encode(),
@@ -114,7 +114,7 @@ def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> 
         jar = http.cookiejar.CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
         opener.open(f"{base}/accounts/login/", timeout=10).read()
-        csrf = next(c.value for c in jar if c.name == "csrftoken")
+        csrf = next(c.value or "" for c in jar if c.name == "csrftoken")
         form = urllib.parse.urlencode(
             {"username": login.group(1), "password": login.group(2), "csrfmiddlewaretoken": csrf}
         ).encode()
