@@ -111,3 +111,32 @@ class ModelFormat(Protocol):
     def inspect(self, path: Path) -> Inspection:
         """Read the signature from the format's own metadata; raise ModelFileError for a bad file."""
         ...
+
+
+QUANTIZATIONS = ("none", "int8", "float16")
+TARGETS = ("onnx", "tflite")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a converted version is made from its parent: the target format and the quantization."""
+
+    target: str
+    quantization: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown target {self.target!r}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"unknown quantization {self.quantization!r}")
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}:{self.quantization}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"target": self.target, "quantization": self.quantization}
+
+
+class ConversionError(ModelFileError):
+    """Raise when a converter cannot convert a model; the message names the cause (an op, a layer), not a trace."""
