@@ -16,8 +16,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.errors import ApplicationError
+from registry.conversion_services import parity_override, version_convert_request
+from registry.formats.base import QUANTIZATIONS, TARGETS, Recipe
+from registry.jobs import job_cancel
 from registry.models import ModelVersion
-from registry.selectors import model_version_get, model_version_list, registered_model_get, registered_model_list
+from registry.selectors import (
+    job_get,
+    job_list,
+    model_version_get,
+    model_version_list,
+    registered_model_get,
+    registered_model_list,
+)
 from registry.services import Upload, model_version_create, registered_model_create
 from registry.storage import artifact_storage
 from registry.uploads import UploadLimitMiddleware, upload_was_too_large
@@ -53,12 +63,24 @@ class VersionOutputSerializer(serializers.Serializer):
     tags = serializers.JSONField()
     parent = serializers.IntegerField(source="parent.number", default=None)  # type: ignore[assignment]  # (DRF pops declared fields off the class)
     recipe = serializers.JSONField()
+    parity = serializers.JSONField()
+    parity_override = serializers.SerializerMethodField()
+    benchmark = serializers.JSONField()
     sample_filename = serializers.CharField()
     created_by = serializers.CharField(source="created_by.username", default=None)
     created_at = serializers.DateTimeField()
 
     def get_model(self, version: ModelVersion) -> str:
         return f"{version.model.team.slug}/{version.model.name}"
+
+    def get_parity_override(self, version: ModelVersion) -> dict[str, Any] | None:
+        if not version.parity_override_at:
+            return None
+        return {
+            "reason": version.parity_override_reason,
+            "by": version.parity_override_by.get_username() if version.parity_override_by else None,
+            "at": version.parity_override_at.isoformat(),
+        }
 
 
 class ModelListApi(APIView):
@@ -181,3 +203,84 @@ class VersionArtifactApi(APIView):
     def get(self, request: Request, team: str, model: str, number: int) -> Any:
         version = model_version_get(actor=Actor.from_request(request), team_slug=team, name=model, number=number)
         return artifact_response(version)
+
+
+class JobOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    team = serializers.CharField(source="team.slug")
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    progress = serializers.IntegerField()
+    model = serializers.CharField(source="version.model.name")
+    version = serializers.IntegerField(source="version.number")
+    params = serializers.JSONField()
+    result = serializers.JSONField()
+    result_version = serializers.IntegerField(source="result_version.number", default=None, allow_null=True)
+    error = serializers.CharField()
+    log = serializers.JSONField()
+    worker = serializers.CharField()
+    attempts = serializers.IntegerField()
+    cancel_requested = serializers.BooleanField()
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class VersionConversionApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        target = serializers.ChoiceField(choices=TARGETS)
+        quantization = serializers.ChoiceField(choices=QUANTIZATIONS, default="none")
+
+    @extend_schema(request=InputSerializer, responses={202: JobOutputSerializer})
+    def post(self, request: Request, team: str, model: str, number: int) -> Response:
+        """Convert the version (a new version with a parity report); 202 with the job to follow."""
+        actor = Actor.from_request(request)
+        version = model_version_get(actor=actor, team_slug=team, name=model, number=number)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = version_convert_request(actor=actor, version=version, recipe=Recipe(**data.validated_data))
+        return Response(JobOutputSerializer(job_get(actor=actor, job_id=job.pk)).data, status=status.HTTP_202_ACCEPTED)
+
+
+class VersionParityOverrideApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=2000)
+
+    @extend_schema(request=InputSerializer, responses=VersionOutputSerializer)
+    def post(self, request: Request, team: str, model: str, number: int) -> Response:
+        """Accept a failed parity report (admins), so the version can be deployed; audited."""
+        actor = Actor.from_request(request)
+        version = model_version_get(actor=actor, team_slug=team, name=model, number=number)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        parity_override(actor=actor, version=version, reason=data.validated_data["reason"])
+        return Response(VersionOutputSerializer(version).data)
+
+
+class JobListApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("team", str), OpenApiParameter("status", str)],
+        responses=JobOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        jobs = job_list(
+            actor=Actor.from_request(request),
+            team_slug=request.query_params.get("team"),
+            status=request.query_params.get("status"),
+        )[:200]
+        return Response(JobOutputSerializer(jobs, many=True).data)
+
+
+class JobDetailApi(APIView):
+    @extend_schema(responses=JobOutputSerializer)
+    def get(self, request: Request, job_id: int) -> Response:
+        return Response(JobOutputSerializer(job_get(actor=Actor.from_request(request), job_id=job_id)).data)
+
+
+class JobCancelApi(APIView):
+    @extend_schema(request=None, responses=JobOutputSerializer)
+    def post(self, request: Request, job_id: int) -> Response:
+        actor = Actor.from_request(request)
+        job = job_cancel(actor=actor, job=job_get(actor=actor, job_id=job_id))
+        return Response(JobOutputSerializer(job).data)

@@ -16,3 +16,19 @@ class ModelFormatName(models.TextChoices):
     SAVEDMODEL = "savedmodel", "TensorFlow SavedModel"
     SKLEARN = "sklearn", "scikit-learn (skops)"
     PICKLE = "pickle", "pickle / joblib"
+
+
+class JobKind(models.TextChoices):
+    CONVERT = "convert", "Conversion"
+    BENCHMARK = "benchmark", "Benchmark"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)

@@ -8,4 +8,9 @@ urlpatterns = [
     path("teams/<str:team>/models/", views.model_list, name="model-list"),
     path("teams/<str:team>/models/<str:model>/", views.model_detail, name="model-detail"),
     path("teams/<str:team>/models/<str:model>/versions/<int:number>/", views.version_detail, name="version-detail"),
+    path(
+        "teams/<str:team>/models/<str:model>/versions/<int:number>/convert/",
+        views.version_convert,
+        name="version-convert",
+    ),
 ]

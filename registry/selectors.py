@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import Count, Max, Q, QuerySet
 
 from common.errors import NotFoundError
-from registry.models import ModelVersion, RegisteredModel
+from registry.models import Job, ModelVersion, RegisteredModel
 from teams.choices import Action
 from teams.permissions import Actor
 from teams.selectors import team_get_for_actor, team_list_for_actor
@@ -35,7 +35,9 @@ def registered_model_get(*, actor: Actor, team_slug: str, name: str, action: str
 
 
 def model_version_list(*, model: RegisteredModel) -> QuerySet[ModelVersion]:
-    return model.versions.select_related("model__team", "created_by", "parent").order_by("-number")
+    return model.versions.select_related("model__team", "created_by", "parent", "parity_override_by").order_by(
+        "-number"
+    )
 
 
 def model_version_get(*, actor: Actor, team_slug: str, name: str, number: int) -> ModelVersion:
@@ -44,3 +46,22 @@ def model_version_get(*, actor: Actor, team_slug: str, name: str, number: int) -
     if version is None:
         raise NotFoundError(f"Model '{team_slug}/{name}' has no version {number}.")
     return version
+
+
+def job_list(*, actor: Actor, team_slug: str | None = None, status: str | None = None) -> QuerySet[Job]:
+    """List jobs of the actor's teams (or one team), newest first."""
+    if team_slug:
+        jobs = Job.objects.filter(team=team_get_for_actor(actor=actor, slug=team_slug))
+    else:
+        jobs = Job.objects.filter(team__in=team_list_for_actor(actor=actor).values("pk"))
+    if status:
+        jobs = jobs.filter(status=status)
+    return jobs.select_related("team", "version__model", "result_version", "created_by").order_by("-created_at", "-id")
+
+
+def job_get(*, actor: Actor, job_id: int) -> Job:
+    """Return one of the actor's teams' jobs; anyone else's is 404, like a job that does not exist."""
+    job = job_list(actor=actor).filter(pk=job_id).first()
+    if job is None:
+        raise NotFoundError(f"Job {job_id} not found.")
+    return job

@@ -151,10 +151,11 @@ def model_version_create(
 
 
 def _apply_inspection(version: ModelVersion, inspection: Inspection) -> None:
-    version.signature = inspection.signature.to_dict()
-    version.framework = inspection.framework
-    version.framework_version = inspection.framework_version[:64]
-    version.metadata = {**version.metadata, **inspection.metadata}
+    fields = inspection.to_fields()
+    version.signature = fields["signature"]
+    version.framework = fields["framework"]
+    version.framework_version = fields["framework_version"]
+    version.metadata = {**version.metadata, **fields["metadata"]}
     version.status = VersionStatus.READY
     version.status_message = ""
 

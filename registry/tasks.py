@@ -4,16 +4,35 @@ from datetime import timedelta
 
 from celery import shared_task
 
+from registry.choices import JobKind, VersionStatus
+from registry.conversion_services import auto_conversions_enqueue, conversion_job_run
+from registry.jobs import JobHandler, job_run, jobs_reap
 from registry.services import model_version_inspect
 from registry.storage import artifact_orphans_delete
 
 ORPHAN_MIN_AGE = timedelta(hours=1)
+JOB_HANDLERS: dict[str, JobHandler] = {JobKind.CONVERT: conversion_job_run}
 
 
 @shared_task(ignore_result=True, acks_late=True)
 def model_version_inspect_task(version_id: int) -> None:
-    """Inspect an uploaded version whose format needs TensorFlow or scikit-learn (idempotent)."""
-    model_version_inspect(version_id=version_id)
+    """Inspect an uploaded version whose format needs TensorFlow or scikit-learn, then queue its conversions."""
+    version = model_version_inspect(version_id=version_id)
+    if version is not None and version.status == VersionStatus.READY:
+        auto_conversions_enqueue(version)
+
+
+# acks_late: a job whose worker is killed is delivered again; job_run's conditional claim makes that safe.
+@shared_task(bind=True, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def job_run_task(self, job_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Run a queued job (conversion, benchmark)."""
+    job_run(job_id, worker=self.request.hostname or "worker", handlers=JOB_HANDLERS)
+
+
+@shared_task(ignore_result=True)
+def jobs_reap_task() -> None:
+    """Requeue or fail jobs whose worker died (beat runs this every 30 s)."""
+    jobs_reap()
 
 
 @shared_task(ignore_result=True)

@@ -14,4 +14,17 @@ urlpatterns = [
         apis.VersionArtifactApi.as_view(),
         name="api-version-artifact",
     ),
+    path(
+        "models/<str:team>/<str:model>/versions/<int:number>/conversions",
+        apis.VersionConversionApi.as_view(),
+        name="api-version-conversions",
+    ),
+    path(
+        "models/<str:team>/<str:model>/versions/<int:number>/parity-override",
+        apis.VersionParityOverrideApi.as_view(),
+        name="api-version-parity-override",
+    ),
+    path("jobs", apis.JobListApi.as_view(), name="api-jobs"),
+    path("jobs/<int:job_id>", apis.JobDetailApi.as_view(), name="api-job"),
+    path("jobs/<int:job_id>/cancel", apis.JobCancelApi.as_view(), name="api-job-cancel"),
 ]

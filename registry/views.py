@@ -5,10 +5,14 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from common.errors import ApplicationError
-from registry.choices import VersionStatus
+from common.errors import ApplicationError, PermissionDeniedError
+from registry.choices import ACTIVE_JOB_STATUSES, VersionStatus
+from registry.conversion_services import version_convert_request
+from registry.conversions import SUPPORTED
+from registry.formats.base import ModelFileError, Recipe
+from registry.models import ModelVersion
 from registry.selectors import model_version_get, model_version_list, registered_model_get, registered_model_list
 from registry.services import registered_model_create, version_signature
 from teams.choices import Action
@@ -65,17 +69,64 @@ def model_detail(request: HttpRequest, team: str, model: str) -> HttpResponse:
     return render(request, "registry/model_detail.html", context)
 
 
-@require_GET
-@login_required
-@domain_errors_as_http
-def version_detail(request: HttpRequest, team: str, model: str, number: int) -> HttpResponse:
-    version = model_version_get(actor=Actor(user=request.user), team_slug=team, name=model, number=number)
-    template = "registry/_version_status.html" if request.headers.get("HX-Request") else "registry/version_detail.html"
-    context = {
-        "team": version.model.team,
+def _version_context(actor: Actor, version: ModelVersion, error: str = "") -> dict[str, object]:
+    team = version.model.team
+    jobs = list(version.jobs.select_related("result_version", "created_by").order_by("-created_at")[:20])
+    return {
+        "team": team,
         "model": version.model,
         "version": version,
         "signature": version_signature(version),
         "processing": version.status == VersionStatus.PROCESSING,
+        "jobs": jobs,
+        "jobs_active": any(j.status in ACTIVE_JOB_STATUSES for j in jobs),
+        "conversions": _offered_conversions(version),
+        "can_develop": actor_can(actor=actor, team=team, action=Action.DEVELOP),
+        "children": version.children.order_by("number"),
+        "error": error,
     }
-    return render(request, template, context)
+
+
+def _offered_conversions(version: ModelVersion) -> tuple[Recipe, ...]:
+    """The conversions a ready, not yet quantized version can have."""
+    if version.status != VersionStatus.READY or version.recipe.get("quantization", "none") != "none":
+        return ()
+    return SUPPORTED.get(version.format, ())
+
+
+FRAGMENTS = {"status": "registry/_version_status.html", "jobs": "registry/_jobs.html"}
+
+
+@require_GET
+@login_required
+@domain_errors_as_http
+def version_detail(request: HttpRequest, team: str, model: str, number: int) -> HttpResponse:
+    actor = Actor(user=request.user)
+    version = model_version_get(actor=actor, team_slug=team, name=model, number=number)
+    fragment = request.GET.get("fragment", "status") if request.headers.get("HX-Request") else ""
+    template = FRAGMENTS.get(fragment, "registry/version_detail.html")
+    return render(request, template, _version_context(actor, version))
+
+
+@require_POST
+@login_required
+@domain_errors_as_http
+def version_convert(request: HttpRequest, team: str, model: str, number: int) -> HttpResponse:
+    """Start a conversion from the version page; answer with the refreshed job list."""
+    actor = Actor(user=request.user)
+    version = model_version_get(actor=actor, team_slug=team, name=model, number=number)
+    error = ""
+    try:
+        recipe = Recipe(target=request.POST.get("target", ""), quantization=request.POST.get("quantization", "none"))
+        version_convert_request(actor=actor, version=version, recipe=recipe)
+    except ValueError as exc:
+        error = f"Unknown conversion: {exc}."
+    except (ModelFileError, ApplicationError) as exc:
+        if isinstance(exc, PermissionDeniedError):
+            raise
+        error = exc.message
+    if request.headers.get("HX-Request"):
+        return render(
+            request, "registry/_jobs.html", _version_context(actor, version, error), status=400 if error else 200
+        )
+    return redirect("version-detail", team=team, model=model, number=number)

@@ -72,6 +72,7 @@ class TeamOutputSerializer(serializers.Serializer):
     name = serializers.CharField(source="team.name")
     role = serializers.CharField()
     trusted_pickle = serializers.BooleanField(source="team.trusted_pickle")
+    auto_convert_targets = serializers.JSONField(source="team.auto_convert_targets")
     created_at = serializers.DateTimeField(source="team.created_at")
 
 
@@ -85,7 +86,12 @@ class TeamListApi(APIView):
 class TeamDetailApi(APIView):
     class InputSerializer(serializers.Serializer):
         trusted_pickle = serializers.BooleanField(
-            help_text="Accept pickle/joblib uploads (opened only inside a worker). Admins only."
+            required=False, help_text="Accept pickle/joblib uploads (opened only inside a worker). Admins only."
+        )
+        auto_convert_targets = serializers.ListField(
+            child=serializers.ChoiceField(choices=["onnx", "tflite"]),
+            required=False,
+            help_text="Formats every Keras, SavedModel or scikit-learn upload is converted to automatically.",
         )
 
     @extend_schema(responses=TeamOutputSerializer)
@@ -102,7 +108,7 @@ class TeamDetailApi(APIView):
         obj = team_get_for_actor(actor=actor, slug=team, action=Action.MANAGE)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        team_settings_update(actor=actor, team=obj, trusted_pickle=data.validated_data["trusted_pickle"])
+        team_settings_update(actor=actor, team=obj, **data.validated_data)
         role = actor_role(actor=actor, team=obj)
         return Response(TeamOutputSerializer(TeamRole(team=obj, role=role or "")).data)
 

@@ -16,11 +16,20 @@ slug_validator = RegexValidator(
 )
 
 
+def default_auto_convert_targets() -> list[str]:
+    return ["onnx", "tflite"]
+
+
 class Team(BaseModel):
     """Own models, endpoints and tokens; the unit of isolation."""
 
     slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
+    auto_convert_targets = models.JSONField(
+        default=default_auto_convert_targets,
+        blank=True,
+        help_text="Serving formats every Keras, SavedModel or scikit-learn upload is converted to automatically.",
+    )
     trusted_pickle = models.BooleanField(
         default=False,
         help_text="Accept pickle/joblib uploads; they are opened only inside a Celery worker, never by the site.",

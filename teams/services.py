@@ -57,17 +57,34 @@ def team_create(*, slug: str, name: str = "", admin: User) -> Team:
     return team
 
 
-def team_settings_update(*, actor: Actor, team: Team, trusted_pickle: bool) -> Team:
+AUTO_CONVERT_TARGETS = ("onnx", "tflite")
+
+
+def team_settings_update(
+    *, actor: Actor, team: Team, trusted_pickle: bool | None = None, auto_convert_targets: list[str] | None = None
+) -> Team:
     """Change the team's settings (admins only); every change is audited."""
     actor_require(actor=actor, team=team, action=Action.MANAGE)
-    with transaction.atomic():
-        previous = team.trusted_pickle
-        team.trusted_pickle = trusted_pickle
-        team.save(update_fields=["trusted_pickle", "updated_at"])
-        if previous != trusted_pickle:
-            audit_record(
-                team=team, actor=actor, action="team.settings", target=team, data={"trusted_pickle": trusted_pickle}
+    changes: dict[str, Any] = {}
+    if trusted_pickle is not None and trusted_pickle != team.trusted_pickle:
+        changes["trusted_pickle"] = trusted_pickle
+    if auto_convert_targets is not None:
+        unknown = sorted(set(auto_convert_targets) - set(AUTO_CONVERT_TARGETS))
+        if unknown:
+            raise ApplicationError(
+                "invalid",
+                f"Unknown conversion targets {unknown}; use any of {list(AUTO_CONVERT_TARGETS)}.",
+                {"auto_convert_targets": unknown},
             )
+        targets = [t for t in AUTO_CONVERT_TARGETS if t in auto_convert_targets]
+        if targets != team.auto_convert_targets:
+            changes["auto_convert_targets"] = targets
+    if changes:
+        with transaction.atomic():
+            for name, value in changes.items():
+                setattr(team, name, value)
+            team.save(update_fields=[*changes, "updated_at"])
+            audit_record(team=team, actor=actor, action="team.settings", target=team, data=changes)
     return team
 
 

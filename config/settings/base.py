@@ -112,6 +112,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "worker-heartbeat": {"task": "monitoring.tasks.worker_heartbeat", "schedule": 10.0},
     "artifact-orphans": {"task": "registry.tasks.artifact_orphans_delete_task", "schedule": 3600.0},
+    "jobs-reap": {"task": "registry.tasks.jobs_reap_task", "schedule": 30.0},
 }
 
 # --- auth, sessions, security -------------------------------------------------------------------

@@ -88,6 +88,15 @@ class Inspection:
     framework_version: str = ""  # e.g. the producer version, keras version, sklearn version
     metadata: dict[str, Any] = field(default_factory=dict)  # e.g. {"opset": 17, "producer": "tf2onnx"}
 
+    def to_fields(self) -> dict[str, Any]:
+        """The ModelVersion fields this inspection fills in."""
+        return {
+            "signature": self.signature.to_dict(),
+            "framework": self.framework,
+            "framework_version": self.framework_version[:64],
+            "metadata": self.metadata,
+        }
+
 
 class ModelFileError(ApplicationError):
     """Raise when a model file is not what it claims, is corrupt, or is hostile; the message says why."""

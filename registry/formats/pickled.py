@@ -7,6 +7,7 @@ import lzma
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from registry.formats.base import Inspection, ModelFileError
 from registry.formats.sklearn import estimator_inspection
@@ -56,15 +57,19 @@ class PickleFormat:
 
     def inspect(self, path: Path) -> Inspection:
         """Load the file with joblib and describe the estimator; call only for a team that trusts pickle."""
-        import joblib
+        return estimator_inspection(load_estimator(path))
 
-        try:
-            # The caller has checked that the team opted in to trusted pickle: this runs the file's code.
-            estimator = joblib.load(path)
-        except Exception as exc:
-            # A pickle stream can raise anything while it runs, by design.
-            raise ModelFileError("invalid_pickle", f"The pickle file could not be loaded: {_short(exc)}.") from exc
-        return estimator_inspection(estimator)
+
+def load_estimator(path: Path) -> Any:
+    """Load a pickle or joblib file with joblib; call only for a team that trusts pickle."""
+    import joblib
+
+    try:
+        # The caller has checked that the team opted in to trusted pickle: this runs the file's code.
+        return joblib.load(path)
+    except Exception as exc:
+        # A pickle stream can raise anything while it runs, by design.
+        raise ModelFileError("invalid_pickle", f"The pickle file could not be loaded: {_short(exc)}.") from exc
 
 
 def is_pickle_header(data: bytes) -> bool:

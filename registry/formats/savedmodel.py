@@ -29,17 +29,10 @@ class SavedModelFormat:
 
     def inspect(self, path: Path) -> Inspection:
         """Extract the archive safely, load the SavedModel and read its serving_default signature."""
-        folder = model_folder([info.filename for info in check_zip(path)])
-        if folder is None:
-            raise ModelFileError(
-                "invalid_savedmodel",
-                f"The archive has no {SAVED_MODEL_FILE} at its top or inside a single top folder.",
-            )
         import tensorflow as tf
 
         with tempfile.TemporaryDirectory(prefix="modeldeck-savedmodel-") as tmp:
-            safe_extract(path, Path(tmp))
-            model_dir = Path(tmp) / folder
+            model_dir = extract_model(path, Path(tmp))
             try:
                 loaded = tf.saved_model.load(str(model_dir))
             except Exception as exc:
@@ -73,6 +66,18 @@ class SavedModelFormat:
             framework_version=version,
             metadata={"signature_key": SIGNATURE_KEY},
         )
+
+
+def extract_model(path: Path, dest: Path) -> Path:
+    """Extract the archive safely into dest and return the SavedModel folder inside it."""
+    folder = model_folder([info.filename for info in check_zip(path)])
+    if folder is None:
+        raise ModelFileError(
+            "invalid_savedmodel",
+            f"The archive has no {SAVED_MODEL_FILE} at its top or inside a single top folder.",
+        )
+    safe_extract(path, dest)
+    return dest / folder
 
 
 def model_folder(names: list[str]) -> str | None:

@@ -52,29 +52,34 @@ class SklearnFormat:
 
     def inspect(self, path: Path) -> Inspection:
         """Refuse types outside scikit-learn, numpy and scipy, then load the estimator and describe it."""
-        check_zip(path)
-        import skops.io as sio
+        return estimator_inspection(load_estimator(path))
 
-        try:
-            untrusted: list[str] = sio.get_untrusted_types(file=str(path))
-        except Exception as exc:
-            # skops surfaces a malformed schema as whatever json/zipfile/KeyError it hits first.
-            raise ModelFileError("invalid_skops", f"The skops file cannot be read: {_short(exc)}.") from exc
-        refused = sorted(name for name in untrusted if not is_trusted_type(name))
-        if refused:
-            raise ModelFileError(
-                "skops_untrusted_types",
-                f"The skops file uses types that ModelDeck does not load: {', '.join(refused)}. ModelDeck only "
-                "loads scikit-learn, numpy and scipy classes and plain Python data types, because loading anything "
-                "else (your own functions or classes included) could run code. Use built-in scikit-learn "
-                "estimators and transformers, or convert the model to ONNX.",
-                {"types": refused},
-            )
-        try:
-            estimator = sio.load(path, trusted=untrusted)
-        except Exception as exc:
-            raise ModelFileError("invalid_skops", f"The skops file could not be loaded: {_short(exc)}.") from exc
-        return estimator_inspection(estimator)
+
+def load_estimator(path: Path) -> Any:
+    """Load a skops file after refusing every type outside scikit-learn, numpy, scipy and plain data."""
+    check_zip(path)
+    import skops.io as sio
+
+    try:
+        untrusted: list[str] = sio.get_untrusted_types(file=str(path))
+    except Exception as exc:
+        # skops surfaces a malformed schema as whatever json/zipfile/KeyError it hits first.
+        raise ModelFileError("invalid_skops", f"The skops file cannot be read: {_short(exc)}.") from exc
+    refused = sorted(name for name in untrusted if not is_trusted_type(name))
+    if refused:
+        raise ModelFileError(
+            "skops_untrusted_types",
+            f"The skops file uses types that ModelDeck does not load: {', '.join(refused)}. ModelDeck only "
+            "loads scikit-learn, numpy and scipy classes and plain Python data types, because loading anything "
+            "else (your own functions or classes included) could run code. Use built-in scikit-learn "
+            "estimators and transformers, or convert the model to ONNX.",
+            {"types": refused},
+        )
+    try:
+        estimator = sio.load(path, trusted=untrusted)
+    except Exception as exc:
+        raise ModelFileError("invalid_skops", f"The skops file could not be loaded: {_short(exc)}.") from exc
+    return estimator
 
 
 def is_trusted_type(name: str) -> bool:

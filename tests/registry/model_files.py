@@ -10,6 +10,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,50 @@ def keras_model(seed: int = 0) -> Any:
     inputs = keras.Input((FEATURES,), name="x")
     hidden = keras.layers.Dense(8, activation="relu")(inputs)
     outputs = keras.layers.Dense(CLASSES, activation="softmax")(hidden)
+    return keras.Model(inputs, outputs)
+
+
+def keras_two_io_model(seed: int = 0) -> Any:
+    """Build a seeded Keras model with inputs "features" [N, 4] and "extra" [N, 6], and two outputs.
+
+    The outputs are class probabilities [N, 3] and a value [N, 1]. The 64 -> 32 layer has 2048 weights, above the
+    1024 under which TFLite's dynamic-range quantization leaves a tensor in float, so int8 really quantizes it.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    features = keras.Input((FEATURES,), name="features")
+    extra = keras.Input((6,), name="extra")
+    hidden = keras.layers.Concatenate()([features, extra])
+    hidden = keras.layers.Dense(64, activation="relu")(hidden)
+    hidden = keras.layers.Dense(32, activation="relu")(hidden)
+    probabilities = keras.layers.Dense(CLASSES, activation="softmax")(hidden)
+    value = keras.layers.Dense(1)(hidden)
+    return keras.Model([features, extra], [probabilities, value])
+
+
+@cache
+def _digamma_layer() -> Any:
+    import keras
+
+    @keras.saving.register_keras_serializable(package="modeldeck_tests")
+    class Digamma(keras.layers.Layer):
+        """Apply the digamma function, which neither tf2onnx nor TFLite's built-in ops can convert."""
+
+        def call(self, inputs: Any) -> Any:
+            import tensorflow as tf
+
+            return tf.math.digamma(inputs)
+
+    return Digamma
+
+
+def keras_unconvertible_model() -> Any:
+    """Build a Keras model with a registered custom layer that calls tf.math.digamma (safe mode loads it)."""
+    import keras
+
+    inputs = keras.Input((FEATURES,), name="x")
+    outputs = _digamma_layer()()(keras.layers.Dense(CLASSES)(inputs))
     return keras.Model(inputs, outputs)
 
 
@@ -212,6 +257,24 @@ def sklearn_estimator(kind: str = "logreg", seed: int = 0) -> Any:
 
         return LinearRegression().fit(x, x[:, 0] * 2.0 + 1.0)
     raise ValueError(f"unknown kind {kind!r}")
+
+
+def sklearn_pipeline(seed: int = 0) -> Any:
+    """Fit a StandardScaler + LogisticRegression pipeline on seeded data."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = training_data(seed)
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(x, y)
+
+
+def skops_pipeline_file(path: Path, seed: int = 0) -> Path:
+    """Dump a fitted StandardScaler + LogisticRegression pipeline with skops."""
+    import skops.io as sio
+
+    sio.dump(sklearn_pipeline(seed), path)
+    return path
 
 
 def skops_file(path: Path, kind: str = "logreg", seed: int = 0) -> Path:
