@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.errors import ApplicationError
+from registry.benchmark_services import version_benchmark_request
 from registry.conversion_services import parity_override, version_convert_request
 from registry.formats.base import QUANTIZATIONS, TARGETS, Recipe
 from registry.jobs import job_cancel
@@ -240,6 +241,16 @@ class VersionConversionApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         job = version_convert_request(actor=actor, version=version, recipe=Recipe(**data.validated_data))
+        return Response(JobOutputSerializer(job_get(actor=actor, job_id=job.pk)).data, status=status.HTTP_202_ACCEPTED)
+
+
+class VersionBenchmarkApi(APIView):
+    @extend_schema(request=None, responses={202: JobOutputSerializer})
+    def post(self, request: Request, team: str, model: str, number: int) -> Response:
+        """Benchmark the version with the runtime that serves it; 202 with the job to follow."""
+        actor = Actor.from_request(request)
+        version = model_version_get(actor=actor, team_slug=team, name=model, number=number)
+        job = version_benchmark_request(actor=actor, version=version)
         return Response(JobOutputSerializer(job_get(actor=actor, job_id=job.pk)).data, status=status.HTTP_202_ACCEPTED)
 
 

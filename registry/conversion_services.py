@@ -11,6 +11,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from common.errors import ApplicationError
+from registry.benchmark_services import auto_benchmark
 from registry.choices import JobKind, VersionStatus
 from registry.conversions import SUPPORTED, conversion_supported, convert
 from registry.formats import FORMATS
@@ -27,6 +28,7 @@ from teams.services import audit_record
 # Formats the serving runtimes cannot run directly; uploads of these are converted automatically.
 NEEDS_SERVING_FORMAT = ("keras", "savedmodel", "sklearn", "pickle")
 EXTENSIONS = {"onnx": ".onnx", "tflite": ".tflite"}
+PARITY_ROWS = 64
 
 
 def version_convert_request(*, actor: Actor, version: ModelVersion, recipe: Recipe) -> Job:
@@ -87,7 +89,8 @@ def conversion_job_run(job: Job) -> JobOutcome:
             with artifact_local_path(parent.sample_key) as sample:
                 inputs, input_source = sample_inputs(sample, signature), "sample"
         else:
-            inputs, input_source = synthesize_inputs(signature, seed=0), "synthetic"
+            # 64 rows: enough that one flipped top-1 row among near-ties does not fail an int8 report on its own.
+            inputs, input_source = synthesize_inputs(signature, seed=0, rows=PARITY_ROWS), "synthetic"
         report = parity_report(
             parent=load_runner(parent.format, source),
             child=load_runner(recipe.target, converted),
@@ -99,7 +102,8 @@ def conversion_job_run(job: Job) -> JobOutcome:
         )
         job_progress(job, 85, f"parity {'passed' if report['passed'] else 'FAILED'}: {report['reason']}")
         child = _converted_version_store(job, parent, recipe, converted, inspection.to_fields(), report)
-    job_progress(job, 95, f"stored as v{child.number}")
+    job_progress(job, 95, f"stored as v{child.number}; queueing its benchmark")
+    auto_benchmark(child)
     return {"parity": report}, child
 
 

@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from common.errors import ApplicationError
+from registry.benchmark_services import auto_benchmark
 from registry.choices import VersionStatus
 from registry.formats import FORMATS, detect
 from registry.formats.base import Inspection, ModelFileError, Signature
@@ -139,6 +140,8 @@ def model_version_create(
 
                 version_id = version.pk
                 transaction.on_commit(lambda: model_version_inspect_task.delay(version_id))
+            else:
+                auto_benchmark(version)
     except BaseException:
         for stored_key in stored:
             artifact_delete_if_unreferenced(stored_key)

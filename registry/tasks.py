@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from celery import shared_task
 
+from registry.benchmark_services import benchmark_job_run
 from registry.choices import JobKind, VersionStatus
 from registry.conversion_services import auto_conversions_enqueue, conversion_job_run
 from registry.jobs import JobHandler, job_run, jobs_reap
@@ -11,7 +12,7 @@ from registry.services import model_version_inspect
 from registry.storage import artifact_orphans_delete
 
 ORPHAN_MIN_AGE = timedelta(hours=1)
-JOB_HANDLERS: dict[str, JobHandler] = {JobKind.CONVERT: conversion_job_run}
+JOB_HANDLERS: dict[str, JobHandler] = {JobKind.CONVERT: conversion_job_run, JobKind.BENCHMARK: benchmark_job_run}
 
 
 @shared_task(ignore_result=True, acks_late=True)

@@ -20,6 +20,11 @@ urlpatterns = [
         name="api-version-conversions",
     ),
     path(
+        "models/<str:team>/<str:model>/versions/<int:number>/benchmarks",
+        apis.VersionBenchmarkApi.as_view(),
+        name="api-version-benchmarks",
+    ),
+    path(
         "models/<str:team>/<str:model>/versions/<int:number>/parity-override",
         apis.VersionParityOverrideApi.as_view(),
         name="api-version-parity-override",

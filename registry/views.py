@@ -8,6 +8,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from common.errors import ApplicationError, PermissionDeniedError
+from registry.benchmark import SERVED_FORMATS
+from registry.benchmark_services import version_benchmark_request
 from registry.choices import ACTIVE_JOB_STATUSES, VersionStatus
 from registry.conversion_services import version_convert_request
 from registry.conversions import SUPPORTED
@@ -81,6 +83,7 @@ def _version_context(actor: Actor, version: ModelVersion, error: str = "") -> di
         "jobs": jobs,
         "jobs_active": any(j.status in ACTIVE_JOB_STATUSES for j in jobs),
         "conversions": _offered_conversions(version),
+        "benchmarkable": version.status == VersionStatus.READY and version.format in SERVED_FORMATS,
         "can_develop": actor_can(actor=actor, team=team, action=Action.DEVELOP),
         "children": version.children.order_by("number"),
         "error": error,
@@ -112,13 +115,18 @@ def version_detail(request: HttpRequest, team: str, model: str, number: int) -> 
 @login_required
 @domain_errors_as_http
 def version_convert(request: HttpRequest, team: str, model: str, number: int) -> HttpResponse:
-    """Start a conversion from the version page; answer with the refreshed job list."""
+    """Start a conversion or a benchmark from the version page; answer with the refreshed job list."""
     actor = Actor(user=request.user)
     version = model_version_get(actor=actor, team_slug=team, name=model, number=number)
     error = ""
     try:
-        recipe = Recipe(target=request.POST.get("target", ""), quantization=request.POST.get("quantization", "none"))
-        version_convert_request(actor=actor, version=version, recipe=recipe)
+        if request.POST.get("kind") == "benchmark":
+            version_benchmark_request(actor=actor, version=version)
+        else:
+            recipe = Recipe(
+                target=request.POST.get("target", ""), quantization=request.POST.get("quantization", "none")
+            )
+            version_convert_request(actor=actor, version=version, recipe=recipe)
     except ValueError as exc:
         error = f"Unknown conversion: {exc}."
     except (ModelFileError, ApplicationError) as exc:

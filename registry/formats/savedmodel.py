@@ -52,10 +52,12 @@ class SavedModelFormat:
             function = signatures[SIGNATURE_KEY]
             args, kwargs = function.structured_input_signature
             inputs = [_tensor_spec(spec.name or f"input_{i}", spec, "input") for i, spec in enumerate(args)]
-            inputs += [_tensor_spec(name, spec, "input") for name, spec in kwargs.items()]
+            # Sorted: TensorFlow's order for named inputs and outputs depends on the process's hash seed, and a
+            # signature must read the same in every worker.
+            inputs += [_tensor_spec(name, spec, "input") for name, spec in sorted(kwargs.items())]
             structured = function.structured_outputs
             if isinstance(structured, dict):
-                outputs = [_tensor_spec(name, spec, "output") for name, spec in structured.items()]
+                outputs = [_tensor_spec(name, spec, "output") for name, spec in sorted(structured.items())]
             else:
                 flat = tf.nest.flatten(structured)
                 outputs = [_tensor_spec(f"output_{i}", spec, "output") for i, spec in enumerate(flat)]

@@ -88,8 +88,10 @@ def test_a_keras_upload_ends_with_onnx_and_tflite_versions_that_pass_parity(
 
 
 def test_onnx_quantization_is_one_click_away(dev, tmp_path, queued, django_capture_on_commit_callbacks) -> None:
-    upload(dev.token_client(), model_files.onnx_file(tmp_path / "iris.onnx"))
-    assert queued == []  # ONNX is servable as it is: nothing automatic
+    with django_capture_on_commit_callbacks(execute=True):
+        upload(dev.token_client(), model_files.onnx_file(tmp_path / "iris.onnx"))
+    # ONNX is servable as it is: no automatic conversion, only its benchmark.
+    assert [Job.objects.get(pk=pk).kind for pk in queued] == ["benchmark"]
     client = dev.token_client()
     for quantization in ("int8", "float16"):
         with django_capture_on_commit_callbacks(execute=True):
@@ -123,7 +125,7 @@ def test_unsupported_and_not_ready_conversions_are_refused(dev, tmp_path, queued
     early = client.post("/api/v1/models/alpha/iris/versions/2/conversions", {"target": "onnx"}, format="json")
     assert early.status_code == 409
     assert early.json()["error"]["code"] == "version_not_ready"
-    assert not Job.objects.exists()
+    assert not Job.objects.filter(kind="convert").exists()
 
 
 def test_team_chooses_its_automatic_targets(
