@@ -149,6 +149,19 @@ def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> 
             download = api.get("/api/v1/models/demo/iris/versions/1/artifact")
             assert download.content == keras_path.read_bytes()
 
+            # ... and, without another click, converted to ONNX and TFLite, each with a passing parity report.
+            deadline = time.monotonic() + 240
+            while True:
+                children = [v for v in api.get("/api/v1/models/demo/iris/versions").json() if v["parent"] == 1]
+                if len(children) == 2:
+                    break
+                failed = api.get("/api/v1/jobs?team=demo&status=failed").json()
+                assert not failed, failed
+                assert time.monotonic() < deadline, "the worker never finished the automatic conversions"
+                time.sleep(2)
+            assert sorted(v["format"] for v in children) == ["onnx", "tflite"]
+            assert all(v["parity"]["passed"] for v in children), [v["parity"]["reason"] for v in children]
+
         with sqlite3.connect(tmp_path / "var" / "db.sqlite3") as db:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert (tmp_path / "var" / "broker").is_dir()
