@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from common.errors import ApplicationError
@@ -97,15 +97,21 @@ def job_event_data(job: Job) -> dict[str, Any]:
 def job_start(*, job_id: int, worker: str) -> Job | None:
     """Claim a queued job for this worker; None when it is not queued (done, cancelled or claimed elsewhere)."""
     now = timezone.now()
+    # The attempt is counted in the claiming UPDATE itself, so a worker killed right after still uses one up.
     claimed = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, worker=worker[:200], started_at=now, heartbeat_at=now, progress=0, error=""
+        status=JobStatus.RUNNING,
+        worker=worker[:200],
+        started_at=now,
+        heartbeat_at=now,
+        progress=0,
+        error="",
+        attempts=F("attempts") + 1,
     )
     if not claimed:
         return None
     job = Job.objects.select_related("team", "version__model__team").get(pk=job_id)
-    job.attempts += 1
     job.log = [*job.log, _log_entry(f"started on {worker} (attempt {job.attempts})")][-LOG_LIMIT:]
-    Job.objects.filter(pk=job.pk).update(attempts=job.attempts, log=job.log)
+    Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, worker=worker[:200]).update(log=job.log)
     _publish(job)
     return job
 
@@ -193,7 +199,7 @@ def jobs_reap(*, now: Any = None) -> list[int]:
             note = f"failed: {reason}"
         else:
             update = {"status": JobStatus.QUEUED, "worker": "", "heartbeat_at": None}
-            note = f"its worker stopped sending heartbeats (attempt {job.attempts}); queued again"
+            note = f"worker {job.worker or '?'} stopped sending heartbeats (attempt {job.attempts}); queued again"
         log = [*job.log, {"at": now.isoformat(), "message": note}][-LOG_LIMIT:]
         # Conditional on the heartbeat we judged stale: a worker that just reported in keeps its job.
         if Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, heartbeat_at=job.heartbeat_at).update(

@@ -52,3 +52,18 @@ def test_only_old_unreferenced_objects_are_collected(tmp_path: Path, artifact_di
 
 def test_no_storage_folder_yet_is_fine(artifact_dir: Path) -> None:
     assert artifact_orphans_delete(older_than=timedelta(0)) == []
+
+
+def test_stale_job_scratch_folders_are_removed(tmp_path: Path) -> None:
+    from registry.signals import stale_temp_dirs_delete
+
+    old, fresh, other = tmp_path / "modeldeck-old", tmp_path / "modeldeck-fresh", tmp_path / "someone-else"
+    for folder in (old, fresh, other):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"x")
+    _age(old, 7200)
+    _age(other, 7200)
+    assert stale_temp_dirs_delete(tmp_path) == [old]
+    assert not old.exists()
+    assert fresh.exists()
+    assert other.exists()

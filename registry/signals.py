@@ -1,0 +1,41 @@
+"""Worker start-up housekeeping for the registry."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from celery.signals import worker_ready
+
+logger = logging.getLogger(__name__)
+
+TEMP_PREFIX = "modeldeck-"
+STALE_AFTER_SECONDS = 3600
+
+
+def stale_temp_dirs_delete(root: Path | None = None, older_than: float = STALE_AFTER_SECONDS) -> list[Path]:
+    """Remove job scratch folders and files a killed worker left behind (SIGKILL skips their cleanup)."""
+    root = root or Path(tempfile.gettempdir())
+    cutoff = time.time() - older_than
+    removed = []
+    for entry in root.glob(f"{TEMP_PREFIX}*"):
+        # Old ones only: another worker on this host may be using a fresh one right now.
+        if entry.stat().st_mtime >= cutoff:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+@worker_ready.connect
+def _clean_scratch_on_start(sender: Any = None, **kwargs: Any) -> None:
+    removed = stale_temp_dirs_delete()
+    if removed:
+        logger.info("Removed %d stale job scratch folders", len(removed))
