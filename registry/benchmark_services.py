@@ -59,6 +59,11 @@ def benchmark_job_run(job: Job) -> JobOutcome:
             process.kill()
             process.communicate()
             raise ApplicationError("benchmark_timeout", "The benchmark ran past its time limit.") from None
+        except BaseException:
+            # The job's soft time limit or a cancel interrupts the wait: never leave the child running.
+            process.kill()
+            process.communicate()
+            raise
     if process.returncode != 0:
         last = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise ApplicationError("benchmark_failed", f"The benchmark process failed: {last[0][:300]}")
