@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,3 +55,14 @@ def team_a(db: None) -> Team:
 @pytest.fixture
 def team_b(db: None) -> Team:
     return create_team(slug="bravo")
+
+
+@pytest.fixture
+def artifact_dir(settings: Any, tmp_path: Path) -> Path:
+    """Point the artifact storage at a folder of this test's own."""
+    location = tmp_path / "artifacts"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(location)}},
+    }
+    return location

@@ -18,16 +18,6 @@ from tests.teams.factories import PASSWORD, create_membership, create_team
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def artifact_dir(settings, tmp_path):
-    location = tmp_path / "artifacts"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "artifacts": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(location)}},
-    }
-    return location
-
-
 def test_one_click_conversion_progress_reaches_100_live(
     browser: Browser, live_server, tmp_path, artifact_dir, monkeypatch
 ):

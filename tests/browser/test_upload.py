@@ -14,16 +14,6 @@ from tests.teams.factories import PASSWORD, create_membership, create_team
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def artifact_dir(settings, tmp_path):
-    location = tmp_path / "artifacts"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "artifacts": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(location)}},
-    }
-    return location
-
-
 def test_upload_through_the_page(browser: Browser, live_server, tmp_path, artifact_dir, monkeypatch) -> None:
     queued: list[int] = []
     monkeypatch.setattr("registry.tasks.model_version_inspect_task.delay", queued.append)

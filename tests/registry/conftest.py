@@ -1,20 +1,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 
 @pytest.fixture(autouse=True)
-def artifact_dir(settings: Any, tmp_path: Path) -> Path:
+def _isolated_artifacts(artifact_dir: Path) -> Path:
     """Give every registry test its own artifact storage folder."""
-    location = tmp_path / "artifacts"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "artifacts": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(location)}},
-    }
-    return location
+    return artifact_dir
 
 
 def stored_files(location: Path) -> list[Path]:

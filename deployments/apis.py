@@ -1,0 +1,148 @@
+"""REST API of the control plane: endpoints, their releases, promote and rollback."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from common.errors import ApplicationError, NotFoundError
+from deployments.models import Endpoint, Release
+from deployments.selectors import endpoint_get, endpoint_list, release_current, release_list
+from deployments.services import endpoint_create, release_promote, release_rollback
+from registry.models import ModelVersion, RegisteredModel
+from registry.selectors import registered_model_get
+from teams.permissions import Actor
+
+
+class ReleaseOutputSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    action = serializers.CharField()
+    primary = serializers.IntegerField(source="primary.number")
+    canary = serializers.IntegerField(source="canary.number", default=None, allow_null=True)
+    canary_percent = serializers.IntegerField()
+    shadow = serializers.IntegerField(source="shadow.number", default=None, allow_null=True)
+    actor = serializers.CharField(source="actor.username", default=None)
+    reason = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class EndpointOutputSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    team = serializers.CharField(source="team.slug")
+    model = serializers.SerializerMethodField()
+    protected = serializers.BooleanField()
+    public = serializers.BooleanField()
+    release = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_model(self, endpoint: Endpoint) -> str:
+        return f"{endpoint.team.slug}/{endpoint.model.name}"
+
+    def get_release(self, endpoint: Endpoint) -> dict[str, object]:
+        return dict(ReleaseOutputSerializer(release_current(endpoint=endpoint)).data)
+
+
+def _model(actor: Actor, reference: str) -> RegisteredModel:
+    team, _, name = reference.partition("/")
+    if not team or not name:
+        raise ApplicationError("invalid", "Name the model as 'team/model'.", {"model": ["Use 'team/model'."]})
+    return registered_model_get(actor=actor, team_slug=team, name=name)
+
+
+def _version(model: RegisteredModel, number: int | None, field: str = "version") -> ModelVersion:
+    version = model.versions.filter(number=number).first() if number is not None else None
+    if version is None:
+        raise NotFoundError(f"Model '{model.name}' has no version {number}.", {field: number})
+    return version
+
+
+class EndpointListApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=63)
+        model = serializers.CharField(help_text="team/model")
+        version = serializers.IntegerField(min_value=1)
+        protected = serializers.BooleanField(default=False)
+        public = serializers.BooleanField(default=False)
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(responses=EndpointOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(EndpointOutputSerializer(endpoint_list(actor=Actor.from_request(request)), many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: EndpointOutputSerializer})
+    def post(self, request: Request) -> Response:
+        actor = Actor.from_request(request)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        model = _model(actor, data.validated_data["model"])
+        endpoint = endpoint_create(
+            actor=actor,
+            model=model,
+            name=data.validated_data["name"],
+            version=_version(model, data.validated_data["version"]),
+            protected=data.validated_data["protected"],
+            public=data.validated_data["public"],
+            reason=data.validated_data["reason"],
+        )
+        return Response(EndpointOutputSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+
+
+class EndpointDetailApi(APIView):
+    @extend_schema(responses=EndpointOutputSerializer)
+    def get(self, request: Request, name: str) -> Response:
+        return Response(EndpointOutputSerializer(endpoint_get(actor=Actor.from_request(request), name=name)).data)
+
+
+class ReleaseListApi(APIView):
+    @extend_schema(responses=ReleaseOutputSerializer(many=True))
+    def get(self, request: Request, name: str) -> Response:
+        endpoint = endpoint_get(actor=Actor.from_request(request), name=name)
+        return Response(ReleaseOutputSerializer(release_list(endpoint=endpoint), many=True).data)
+
+
+def _release_response(release: Release) -> Response:
+    return Response(ReleaseOutputSerializer(release).data, status=status.HTTP_201_CREATED)
+
+
+class EndpointPromoteApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        version = serializers.IntegerField(min_value=1)
+        canary_percent = serializers.IntegerField(required=False, allow_null=True, default=None)
+        shadow_version = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=InputSerializer, responses={201: ReleaseOutputSerializer})
+    def post(self, request: Request, name: str) -> Response:
+        """Promote a version (or start/adjust a canary); `shadow_version: null` clears the shadow."""
+        actor = Actor.from_request(request)
+        endpoint = endpoint_get(actor=actor, name=name)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        shadow_number = data.validated_data.get("shadow_version")
+        release = release_promote(
+            actor=actor,
+            endpoint=endpoint,
+            version=_version(endpoint.model, data.validated_data["version"]),
+            canary_percent=data.validated_data["canary_percent"],
+            shadow_version=_version(endpoint.model, shadow_number, "shadow_version") if shadow_number else None,
+            clear_shadow="shadow_version" in data.validated_data and shadow_number is None,
+            reason=data.validated_data["reason"],
+        )
+        return _release_response(release)
+
+
+class EndpointRollbackApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=InputSerializer, responses={201: ReleaseOutputSerializer})
+    def post(self, request: Request, name: str) -> Response:
+        """Roll back to the previous release, as a new release."""
+        actor = Actor.from_request(request)
+        endpoint = endpoint_get(actor=actor, name=name)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return _release_response(release_rollback(actor=actor, endpoint=endpoint, reason=data.validated_data["reason"]))

@@ -1,0 +1,189 @@
+"""The control plane: create endpoints, promote, canary, shadow and roll back, each as a new release."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from common.errors import ApplicationError
+from deployments.choices import ReleaseAction
+from deployments.models import Endpoint, Release
+from registry.benchmark import SERVED_FORMATS
+from registry.choices import VersionStatus
+from registry.models import ModelVersion, RegisteredModel
+from teams.choices import Action
+from teams.permissions import Actor, actor_require
+from teams.services import audit_record
+
+
+def version_check_deployable(*, version: ModelVersion, model: RegisteredModel) -> None:
+    """Refuse a version that is not this model's, not ready, not servable, or failed parity without an override."""
+    if version.model_id != model.pk:
+        raise ApplicationError(
+            "wrong_model", f"v{version.number} belongs to '{version.model.name}', not to '{model.name}'.", status=422
+        )
+    if version.status != VersionStatus.READY:
+        raise ApplicationError(
+            "version_not_ready", f"v{version.number} is {version.status}; only ready versions deploy.", status=409
+        )
+    if version.format not in SERVED_FORMATS:
+        raise ApplicationError(
+            "not_servable",
+            f"v{version.number} is a {version.format} file; deploy one of its ONNX or TFLite versions.",
+            status=422,
+        )
+    parity = version.parity or {}
+    if parity and not parity.get("passed") and not version.parity_override_at:
+        raise ApplicationError(
+            "parity_failed",
+            f"v{version.number} failed its parity check ({parity.get('reason', 'no reason recorded')}); "
+            "an admin can accept it with a reason first.",
+            status=409,
+        )
+
+
+def _require_change(actor: Actor, endpoint: Endpoint) -> None:
+    action = Action.CHANGE_PROTECTED if endpoint.protected else Action.DEVELOP
+    actor_require(actor=actor, team=endpoint.team, action=action)
+
+
+def endpoint_create(
+    *,
+    actor: Actor,
+    model: RegisteredModel,
+    name: str,
+    version: ModelVersion,
+    protected: bool = False,
+    public: bool = False,
+    reason: str = "",
+) -> Endpoint:
+    """Create an endpoint for a model, serving `version` from its first release."""
+    team = model.team
+    actor_require(actor=actor, team=team, action=Action.CHANGE_PROTECTED if protected else Action.DEVELOP)
+    version_check_deployable(version=version, model=model)
+    endpoint = Endpoint(name=name, team=team, model=model, protected=protected, public=public)
+    endpoint.created_by = actor.authenticated_user
+    try:
+        endpoint.full_clean(exclude=["team", "model", "created_by"], validate_unique=False)
+    except ValidationError as exc:
+        raise ApplicationError("invalid", "Invalid endpoint.", exc.message_dict) from exc
+    try:
+        with transaction.atomic():
+            endpoint.save()
+            release = Release.objects.create(
+                endpoint=endpoint,
+                number=1,
+                action=ReleaseAction.CREATE,
+                primary=version,
+                actor=endpoint.created_by,
+                reason=reason,
+            )
+            _audit(actor, release, "endpoint.create", {"protected": protected, "public": public})
+    except IntegrityError as exc:
+        # Endpoint names are global: say so without telling which team holds it.
+        raise ApplicationError("already_exists", f"The endpoint name '{name}' is taken.", status=409) from exc
+    return endpoint
+
+
+def _audit(actor: Actor, release: Release, action: str, extra: dict[str, Any] | None = None) -> None:
+    audit_record(
+        team=release.endpoint.team,
+        actor=actor,
+        action=action,
+        target=release.endpoint,
+        data={
+            "endpoint": release.endpoint.name,
+            "release": release.number,
+            "primary": release.primary.number,
+            "canary": release.canary.number if release.canary else None,
+            "canary_percent": release.canary_percent,
+            "shadow": release.shadow.number if release.shadow else None,
+            "reason": release.reason,
+            **(extra or {}),
+        },
+    )
+
+
+def _new_release(
+    *,
+    actor: Actor,
+    endpoint: Endpoint,
+    action: str,
+    reason: str,
+    build: Any,
+) -> Release:
+    """Lock the endpoint, read its live release, and append the next one (promotes serialize, never interleave)."""
+    _require_change(actor, endpoint)
+    with transaction.atomic():
+        Endpoint.objects.select_for_update().filter(pk=endpoint.pk).exists()
+        current = endpoint.releases.select_related("primary", "canary", "shadow").order_by("-number").first()
+        assert current is not None  # every endpoint is created with release 1
+        fields = build(current)
+        release = Release.objects.create(
+            endpoint=endpoint,
+            number=current.number + 1,
+            action=action,
+            actor=actor.authenticated_user,
+            reason=reason,
+            **fields,
+        )
+        _audit(actor, release, f"endpoint.{action}", {"previous_release": current.number})
+    return release
+
+
+def release_promote(
+    *,
+    actor: Actor,
+    endpoint: Endpoint,
+    version: ModelVersion,
+    canary_percent: int | None = None,
+    shadow_version: ModelVersion | None = None,
+    clear_shadow: bool = False,
+    reason: str = "",
+) -> Release:
+    """Make `version` the primary, or with `canary_percent` send it that share of traffic beside the primary.
+
+    A shadow version, when given, receives a copy of the traffic; otherwise the live shadow is kept unless
+    `clear_shadow` says to drop it.
+    """
+    version_check_deployable(version=version, model=endpoint.model)
+    if shadow_version is not None:
+        version_check_deployable(version=shadow_version, model=endpoint.model)
+    if canary_percent is not None and not 1 <= canary_percent <= 99:
+        raise ApplicationError(
+            "invalid",
+            "A canary takes 1 to 99 percent of traffic; promote without one to move it all.",
+            {"canary_percent": ["Between 1 and 99."]},
+        )
+
+    def build(current: Release) -> dict[str, Any]:
+        shadow = shadow_version or (None if clear_shadow else current.shadow)
+        if canary_percent is not None:
+            if version.pk == current.primary_id:
+                raise ApplicationError(
+                    "invalid", f"v{version.number} is already the primary; it cannot be its own canary."
+                )
+            return {"primary": current.primary, "canary": version, "canary_percent": canary_percent, "shadow": shadow}
+        return {"primary": version, "canary": None, "canary_percent": 0, "shadow": shadow}
+
+    action = ReleaseAction.CANARY if canary_percent is not None else ReleaseAction.PROMOTE
+    return _new_release(actor=actor, endpoint=endpoint, action=action, reason=reason, build=build)
+
+
+def release_rollback(*, actor: Actor, endpoint: Endpoint, reason: str = "") -> Release:
+    """Go back to the release before the live one, as a new release equal to it (history stays linear)."""
+
+    def build(current: Release) -> dict[str, Any]:
+        previous = endpoint.releases.filter(number=current.number - 1).first()
+        if previous is None:
+            raise ApplicationError("nothing_to_roll_back", f"'{endpoint.name}' has only its first release.", status=409)
+        return {
+            "primary": previous.primary,
+            "canary": previous.canary,
+            "canary_percent": previous.canary_percent,
+            "shadow": previous.shadow,
+        }
+
+    return _new_release(actor=actor, endpoint=endpoint, action=ReleaseAction.ROLLBACK, reason=reason, build=build)
