@@ -18,6 +18,7 @@ urlpatterns = [
     path("", include("serving.urls")),
     path("", include("teams.page_urls")),
     path("", include("registry.page_urls")),
+    path("", include("deployments.page_urls")),
 ]
 
 handler404 = "common.error_views.not_found"

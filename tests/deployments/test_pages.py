@@ -1,0 +1,80 @@
+"""Endpoint pages: deploy from a version page, one-click promote / canary / rollback, roles and isolation."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from deployments.models import Release
+from registry.services import registered_model_create
+from teams.choices import Role
+from teams.permissions import Actor
+from tests.deployments.test_endpoint_apis import add_version
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("artifact_dir")]
+
+
+@pytest.fixture
+def dev_client(make_member, team_a, tmp_path):
+    dev = make_member(team=team_a, role=Role.DEVELOPER)
+    model = registered_model_create(actor=Actor(user=dev.user), team=team_a, name="iris")
+    for seed in (1, 2, 3):
+        add_version(model, Actor(user=dev.user), tmp_path, seed)
+    client = Client()
+    client.force_login(dev.user)
+    return client
+
+
+def test_deploy_then_promote_canary_and_rollback_from_the_pages(dev_client) -> None:
+    version_page = dev_client.get("/teams/alpha/models/iris/versions/1/").content.decode()
+    assert 'data-testid="deploy"' in version_page
+    response = dev_client.post("/teams/alpha/models/iris/versions/1/deploy/", {"name": "iris-staging"})
+    assert response.status_code == 302 and response["Location"] == "/endpoints/iris-staging/"
+    page = dev_client.get("/endpoints/iris-staging/").content.decode()
+    assert "Live: release #1" in page and "Promote v2" in page and "Roll back" not in page
+
+    assert dev_client.post("/endpoints/iris-staging/", {"operation": "promote", "version": "2"}).status_code == 302
+    assert (
+        dev_client.post(
+            "/endpoints/iris-staging/", {"operation": "canary", "version": "3", "canary_percent": "20", "reason": "try"}
+        ).status_code
+        == 302
+    )
+    page = dev_client.get("/endpoints/iris-staging/").content.decode()
+    assert "canary" in page and "takes 20% of traffic" in page
+    assert "Roll back iris-staging from release #3 (v2 + canary v3) to release #2 (v2)?" in page
+    assert dev_client.post("/endpoints/iris-staging/", {"operation": "rollback"}).status_code == 302
+    live = Release.objects.filter(endpoint__name="iris-staging").order_by("-number").first()
+    assert live is not None
+    assert (live.number, live.action, live.primary.number, live.canary) == (4, "rollback", 2, None)
+    listing = dev_client.get("/teams/alpha/endpoints/").content.decode()
+    assert "iris-staging" in listing and "#4" in listing
+
+
+def test_errors_are_shown_and_change_nothing(dev_client) -> None:
+    dev_client.post("/teams/alpha/models/iris/versions/1/deploy/", {"name": "iris"})
+    bad = dev_client.post("/endpoints/iris/", {"operation": "canary", "version": "2", "canary_percent": "100"})
+    assert bad.status_code == 400
+    assert "1 to 99 percent" in bad.content.decode()
+    taken = dev_client.post("/teams/alpha/models/iris/versions/2/deploy/", {"name": "iris"})
+    assert taken.status_code == 400 and "is taken" in taken.content.decode()
+    assert Release.objects.count() == 1
+
+
+def test_viewers_see_no_buttons_and_outsiders_nothing(dev_client, make_member, team_a, team_b) -> None:
+    # A developer cannot create a protected endpoint: only admins change production.
+    refused = dev_client.post("/teams/alpha/models/iris/versions/1/deploy/", {"name": "iris", "protected": "on"})
+    assert refused.status_code == 403
+    assert Release.objects.count() == 0
+    dev_client.post("/teams/alpha/models/iris/versions/1/deploy/", {"name": "iris"})
+    viewer = Client()
+    viewer.force_login(make_member(team=team_a, role=Role.VIEWER).user)
+    page = viewer.get("/endpoints/iris/").content.decode()
+    assert "Live: release #1" in page and "Promote v2" not in page
+    assert viewer.post("/endpoints/iris/", {"operation": "promote", "version": "2"}).status_code == 403
+    outsider = Client()
+    outsider.force_login(make_member(team=team_b, role=Role.ADMIN).user)
+    assert outsider.get("/endpoints/iris/").status_code == 404
+    assert outsider.post("/endpoints/iris/", {"operation": "rollback"}).status_code == 404
+    assert outsider.get("/teams/alpha/endpoints/").status_code == 404
+    assert Release.objects.count() == 1
