@@ -12,16 +12,12 @@ its own settings, so this also proves config/celery_app.py strips the copied def
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
-import urllib.parse
 from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
-from django.conf import settings
 
 from monitoring.models import WorkerHeartbeat
 from monitoring.tasks import worker_heartbeat
@@ -35,10 +31,10 @@ from tests.registry.test_worker_kill import (
     TASK,
     Worker,
     celery_broker,
-    database_url,
     group_members,
     job_log,
     wait_until,
+    worker_setup,
 )
 from tests.teams.factories import create_membership
 from tests.test_stack_smoke import alive
@@ -107,27 +103,9 @@ def benchmark_processes(pgid: int, marker: str) -> list[int]:
 
 @pytest.mark.django_db(transaction=True)  # committed rows: the worker is another process
 def test_a_job_past_its_soft_time_limit_fails_cleanly_and_frees_the_worker(artifact_dir: Path, tmp_path: Path) -> None:
-    broker_url = urllib.parse.urlsplit(settings.REDIS_URL)._replace(path=f"/{BROKER_DB}").geturl()
-    broker = redis.Redis.from_url(broker_url)
-    broker.flushdb()
-    (tmp_path / "worker-tmp").mkdir()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "MODELDECK_VAR_DIR", "DJANGO_SETTINGS_MODULE"}
-    }
-    env |= {
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": broker_url,
-        "CELERY_BROKER_URL": broker_url,
-        "MODELDECK_VAR_DIR": str(tmp_path),  # its artifacts folder is this test's artifact_dir
-        "TMPDIR": str(tmp_path / "worker-tmp"),
-        "PYTHONUNBUFFERED": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "CELERY_TASK_SOFT_TIME_LIMIT": str(SOFT_LIMIT),
-        "CELERY_TASK_TIME_LIMIT": str(HARD_LIMIT),
-    }
+    broker_url, broker, env = worker_setup(
+        tmp_path, BROKER_DB, CELERY_TASK_SOFT_TIME_LIMIT=str(SOFT_LIMIT), CELERY_TASK_TIME_LIMIT=str(HARD_LIMIT)
+    )
     assert artifact_dir == tmp_path / "artifacts"
     started = time.monotonic()
     worker = Worker("timelimit-test", env, concurrency=1)

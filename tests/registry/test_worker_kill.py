@@ -126,6 +126,34 @@ def database_url() -> str:
     return f"postgres://{credentials}{host}{port}/{urllib.parse.quote(db['NAME'], safe='')}"
 
 
+def worker_setup(tmp_path: Path, broker_db: int, **extra: str) -> tuple[str, redis.Redis, dict[str, str]]:
+    """Flush a Redis database of the test's own and build the environment of worker processes that use it.
+
+    The workers see the test database and, through MODELDECK_VAR_DIR, the test's artifact folder.
+    """
+    broker_url = urllib.parse.urlsplit(settings.REDIS_URL)._replace(path=f"/{broker_db}").geturl()
+    broker = redis.Redis.from_url(broker_url)
+    broker.flushdb()
+    (tmp_path / "worker-tmp").mkdir()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "MODELDECK_VAR_DIR", "DJANGO_SETTINGS_MODULE"}
+    }
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": broker_url,
+        "CELERY_BROKER_URL": broker_url,
+        "MODELDECK_VAR_DIR": str(tmp_path),
+        "TMPDIR": str(tmp_path / "worker-tmp"),
+        "PYTHONUNBUFFERED": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        **extra,
+    }
+    return broker_url, broker, env
+
+
 @contextmanager
 def celery_broker(url: str) -> Iterator[None]:
     """Point this process's Celery app (what job_run_task.delay publishes with) at another broker, then back.
@@ -178,26 +206,7 @@ def job_log(job: Job) -> list[str]:
 def test_a_worker_killed_mid_job_leaves_a_job_that_is_retried_once_and_never_run_twice(
     artifact_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broker_url = urllib.parse.urlsplit(settings.REDIS_URL)._replace(path=f"/{BROKER_DB}").geturl()
-    broker = redis.Redis.from_url(broker_url)
-    broker.flushdb()
-    (tmp_path / "worker-tmp").mkdir()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "MODELDECK_VAR_DIR", "DJANGO_SETTINGS_MODULE"}
-    }
-    env |= {
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": broker_url,
-        "CELERY_BROKER_URL": broker_url,
-        # The workers' artifact storage (VAR_DIR/artifacts) is this test's (the autouse artifact_dir fixture).
-        "MODELDECK_VAR_DIR": str(tmp_path),
-        "TMPDIR": str(tmp_path / "worker-tmp"),
-        "PYTHONUNBUFFERED": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
+    broker_url, broker, env = worker_setup(tmp_path, BROKER_DB)
     assert artifact_dir == tmp_path / "artifacts"
     workers: list[Worker] = []
     started = time.monotonic()
