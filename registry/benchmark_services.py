@@ -78,4 +78,7 @@ def auto_benchmark(version: ModelVersion) -> Job | None:
     """Benchmark every new servable version, so versions can be compared side by side without a click."""
     if version.status != VersionStatus.READY or version.format not in SERVED_FORMATS:
         return None
+    # Once per version: a redelivered inspection or conversion must not queue it again.
+    if Job.objects.filter(version=version, kind=JobKind.BENCHMARK).exists():
+        return None
     return job_create(actor=None, version=version, kind=JobKind.BENCHMARK, params={})

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from celery import shared_task
 
-from registry.benchmark_services import benchmark_job_run
+from registry.benchmark_services import auto_benchmark, benchmark_job_run
 from registry.choices import JobKind, VersionStatus
 from registry.conversion_services import auto_conversions_enqueue, conversion_job_run
 from registry.jobs import JobHandler, job_run, jobs_reap
@@ -17,10 +17,11 @@ JOB_HANDLERS: dict[str, JobHandler] = {JobKind.CONVERT: conversion_job_run, JobK
 
 @shared_task(ignore_result=True, acks_late=True)
 def model_version_inspect_task(version_id: int) -> None:
-    """Inspect an uploaded version whose format needs TensorFlow or scikit-learn, then queue its conversions."""
+    """Inspect an uploaded version in the worker, then queue its conversions (or, if servable, its benchmark)."""
     version = model_version_inspect(version_id=version_id)
     if version is not None and version.status == VersionStatus.READY:
         auto_conversions_enqueue(version)
+        auto_benchmark(version)
 
 
 # acks_late: a job whose worker is killed is delivered again; job_run's conditional claim makes that safe.

@@ -67,3 +67,27 @@ def test_only_servable_ready_versions_are_benchmarked(make_member, team_a, tmp_p
     assert refused.status_code == 422
     assert refused.json()["error"]["code"] == "not_servable"
     assert not Job.objects.exists()
+
+
+def test_a_large_onnx_inspected_by_the_worker_is_benchmarked_once(
+    make_member, team_a, tmp_path, monkeypatch, settings, django_capture_on_commit_callbacks
+) -> None:
+    from registry.tasks import model_version_inspect_task
+
+    settings.MODELDECK_INLINE_INSPECT_MAX_BYTES = 10  # every file counts as large
+    queued: list[int] = []
+    monkeypatch.setattr("registry.tasks.job_run_task.delay", queued.append)
+    monkeypatch.setattr("registry.tasks.model_version_inspect_task.delay", lambda version_id: None)
+    client = make_member(team=team_a, role=Role.DEVELOPER).token_client()
+    client.post("/api/v1/models", {"team": "alpha", "name": "iris"}, format="json")
+    file = io.BytesIO(model_files.onnx_file(tmp_path / "iris.onnx").read_bytes())
+    file.name = "iris.onnx"
+    assert (
+        client.post("/api/v1/models/alpha/iris/versions", {"file": file}, format="multipart").json()["status"]
+        == "processing"
+    )
+    version = ModelVersion.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        model_version_inspect_task(version.pk)
+        model_version_inspect_task(version.pk)  # a redelivered message
+    assert [Job.objects.get(pk=pk).kind for pk in queued] == ["benchmark"]
