@@ -1,0 +1,91 @@
+"""Serving runtimes: the same answers as the libraries used directly, any batch size, many threads at once."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from registry.formats import FORMATS
+from serving.runtimes import runtime_load
+from serving.runtimes.base import warm_inputs
+from tests.registry import model_files
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("runtimes")
+    return {"onnx": model_files.onnx_file(folder / "m.onnx"), "tflite": model_files.tflite_file(folder / "m.tflite")}
+
+
+def reference(format_name: str, path: Path, x: np.ndarray) -> np.ndarray:
+    """What the library itself answers, with no ModelDeck code in between."""
+    if format_name == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return np.asarray(session.run(None, {"x": x})[0])
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner("serving_default")
+    return np.asarray(next(iter(runner(x=x).values())))
+
+
+@pytest.mark.parametrize("format_name", ["onnx", "tflite"])
+def test_matches_the_library_at_every_batch_size(models: dict[str, Path], format_name: str) -> None:
+    path = models[format_name]
+    signature = FORMATS[format_name].inspect(path).signature
+    runtime = runtime_load(format_name, path, signature)
+    output = signature.outputs[0].name
+    rng = np.random.default_rng(0)
+    for batch in (1, 3, 32, 7):
+        x = rng.normal(size=(batch, 4)).astype(np.float32)
+        got = runtime.run({"x": x})
+        assert list(got) == [o.name for o in signature.outputs]
+        np.testing.assert_allclose(got[output], reference(format_name, path, x), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("format_name", ["onnx", "tflite"])
+def test_concurrent_requests_get_their_own_answers(models: dict[str, Path], format_name: str) -> None:
+    path = models[format_name]
+    signature = FORMATS[format_name].inspect(path).signature
+    runtime = runtime_load(format_name, path, signature)
+    output = signature.outputs[0].name
+    rng = np.random.default_rng(1)
+    requests = [rng.normal(size=(int(rng.integers(1, 9)), 4)).astype(np.float32) for _ in range(200)]
+    expected = [reference(format_name, path, x) for x in requests[:20]]
+
+    def call(x: np.ndarray) -> np.ndarray:
+        return runtime.run({"x": x})[output]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(call, requests))
+    for x, answer in zip(requests, answers, strict=True):
+        assert answer.shape == (x.shape[0], 3)
+    for want, answer in zip(expected, answers[:20], strict=True):
+        np.testing.assert_allclose(answer, want, rtol=1e-6, atol=1e-7)
+
+
+def test_warm_inputs_follow_the_signature(models: dict[str, Path]) -> None:
+    signature = FORMATS["onnx"].inspect(models["onnx"]).signature
+    inputs = warm_inputs(signature, rows=2)
+    assert {name: (a.shape, a.dtype) for name, a in inputs.items()} == {"x": ((2, 4), np.dtype(np.float32))}
+
+
+def test_formats_without_a_runtime_are_refused(models: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="serve its ONNX or TFLite version"):
+        runtime_load("keras", models["onnx"], FORMATS["onnx"].inspect(models["onnx"]).signature)
+
+
+def test_a_tflite_file_without_signatures_runs_through_its_tensors(models: dict[str, Path], tmp_path: Path) -> None:
+    path = model_files.tflite_without_signatures(models["tflite"], tmp_path / "nosig.tflite")
+    signature = FORMATS["tflite"].inspect(path).signature
+    runtime = runtime_load("tflite", path, signature)
+    x = np.random.default_rng(2).normal(size=(5, 4)).astype(np.float32)
+    got = runtime.run({"x": x})
+    assert list(got) == [signature.outputs[0].name]
+    np.testing.assert_allclose(
+        got[signature.outputs[0].name], reference("tflite", models["tflite"], x), rtol=1e-6, atol=1e-7
+    )
