@@ -21,24 +21,9 @@ from registry.formats import pickled as pickled_format
 from registry.formats import savedmodel as savedmodel_format
 from registry.formats import sklearn as sklearn_format
 from registry.formats.archive import check_zip
-from registry.formats.base import ConversionError, ModelFileError, Recipe, Signature
+from registry.formats.base import DATATYPE_TO_NUMPY, ConversionError, ModelFileError, Recipe, Signature
 from registry.samples import sample_check
 
-DATATYPE_TO_NUMPY: dict[str, Any] = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "BYTES": np.object_,
-}
 # A dynamic dimension after the batch one (a sequence length, an image side) gets this size in synthetic inputs:
 # big enough for small convolution kernels and pooling, small enough to stay fast.
 SYNTHETIC_INNER_DIM = 8

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from common.errors import ApplicationError
 
 # Open Inference Protocol tensor datatypes.
@@ -30,6 +32,23 @@ DATATYPES = (
     "FP64",
     "BYTES",
 )
+
+# Open Inference Protocol datatype -> numpy dtype, for the tensors runners and runtimes take and return.
+DATATYPE_TO_NUMPY: dict[str, type[np.generic]] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": np.object_,
+}
 
 NUMPY_TO_DATATYPE = {
     "bool": "BOOL",
