@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from common.errors import ApplicationError, NotFoundError
 from deployments.models import Endpoint, Release
 from deployments.selectors import endpoint_get, endpoint_list, release_current, release_list
-from deployments.services import endpoint_create, release_promote, release_rollback
+from deployments.services import endpoint_create, endpoint_update, release_promote, release_rollback
 from registry.models import ModelVersion, RegisteredModel
 from registry.selectors import registered_model_get
 from teams.permissions import Actor
@@ -35,6 +35,8 @@ class EndpointOutputSerializer(serializers.Serializer):
     model = serializers.SerializerMethodField()
     protected = serializers.BooleanField()
     public = serializers.BooleanField()
+    max_batch_size = serializers.IntegerField()
+    max_queue_delay_ms = serializers.FloatField()
     release = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
 
@@ -91,9 +93,28 @@ class EndpointListApi(APIView):
 
 
 class EndpointDetailApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        public = serializers.BooleanField(required=False)
+        protected = serializers.BooleanField(required=False)
+        max_batch_size = serializers.IntegerField(required=False, min_value=0, max_value=1024)
+        max_queue_delay_ms = serializers.FloatField(required=False, min_value=0.0, max_value=1000.0)
+
     @extend_schema(responses=EndpointOutputSerializer)
     def get(self, request: Request, name: str) -> Response:
         return Response(EndpointOutputSerializer(endpoint_get(actor=Actor.from_request(request), name=name)).data)
+
+    @extend_schema(request=InputSerializer, responses=EndpointOutputSerializer)
+    def patch(self, request: Request, name: str) -> Response:
+        """Change serving settings: public, protected (admins), dynamic batching."""
+        actor = Actor.from_request(request)
+        endpoint = endpoint_get(actor=actor, name=name)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if not data.validated_data:
+            raise ApplicationError("invalid", "Nothing to change.")
+        return Response(
+            EndpointOutputSerializer(endpoint_update(actor=actor, endpoint=endpoint, **data.validated_data)).data
+        )
 
 
 class ReleaseListApi(APIView):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from common.models import BaseModel
@@ -19,6 +20,17 @@ class Endpoint(BaseModel):
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="endpoints")
     protected = models.BooleanField(default=False, help_text="Only admins change a protected (production) endpoint.")
     public = models.BooleanField(default=False, help_text="Public endpoints answer inference without a token.")
+    # Dynamic batching, as Triton's: off while max_batch_size is 0.
+    max_batch_size = models.PositiveIntegerField(
+        default=0,
+        validators=[MaxValueValidator(1024)],
+        help_text="Stack concurrent requests up to this many rows per model call (0 = no batching).",
+    )
+    max_queue_delay_ms = models.FloatField(
+        default=2.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1000.0)],
+        help_text="How long the first queued request waits for others to batch with.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from common.errors import NotFoundError
 from deployments.models import Endpoint, Release
 from teams.choices import Action
 from teams.permissions import Actor, actor_can
 from teams.selectors import team_list_for_actor
+
+# Bumped on commit by every change a serving process must learn of (see services.release_stamp_bump).
+RELEASE_STAMP_KEY = "deployments:release-stamp"
+
+
+def release_stamp() -> Any:
+    """The stamp serving processes poll: when it changes, they re-read the live releases."""
+    return cache.get(RELEASE_STAMP_KEY)
+
+
+def release_live_list() -> QuerySet[Release]:
+    """The live (newest) release of every endpoint, with its endpoint and versions, in one query."""
+    newest = Release.objects.filter(endpoint=OuterRef("endpoint")).order_by("-number").values("number")[:1]
+    return Release.objects.filter(number=Subquery(newest)).select_related("endpoint", "primary", "canary", "shadow")
 
 
 def endpoint_list(*, actor: Actor) -> QuerySet[Endpoint]:

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from common.errors import ApplicationError
 from deployments.choices import ReleaseAction
 from deployments.models import Endpoint, Release
+from deployments.selectors import RELEASE_STAMP_KEY
 from registry.benchmark import SERVED_FORMATS
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
 from teams.choices import Action
 from teams.permissions import Actor, actor_require
 from teams.services import audit_record
+
+
+def release_stamp_bump() -> None:
+    """Tell every serving process, on commit, that releases or endpoint settings changed (they poll this stamp)."""
+    transaction.on_commit(lambda: cache.set(RELEASE_STAMP_KEY, time.time_ns(), timeout=None))
 
 
 def version_check_deployable(*, version: ModelVersion, model: RegisteredModel) -> None:
@@ -81,6 +89,7 @@ def endpoint_create(
                 reason=reason,
             )
             _audit(actor, release, "endpoint.create", {"protected": protected, "public": public})
+            release_stamp_bump()
     except IntegrityError as exc:
         # Endpoint names are global: say so without telling which team holds it.
         raise ApplicationError("already_exists", f"The endpoint name '{name}' is taken.", status=409) from exc
@@ -130,7 +139,41 @@ def _new_release(
             **fields,
         )
         _audit(actor, release, f"endpoint.{action}", {"previous_release": current.number})
+        release_stamp_bump()
     return release
+
+
+ENDPOINT_SETTINGS = ("public", "max_batch_size", "max_queue_delay_ms")
+
+
+def endpoint_update(*, actor: Actor, endpoint: Endpoint, **changes: Any) -> Endpoint:
+    """Change an endpoint's serving settings (public, dynamic batching); protected needs an admin to change."""
+    unknown = set(changes) - {*ENDPOINT_SETTINGS, "protected"}
+    if unknown:
+        raise ApplicationError("invalid", f"Cannot change {', '.join(sorted(unknown))}.")
+    if "protected" in changes or endpoint.protected:
+        actor_require(actor=actor, team=endpoint.team, action=Action.CHANGE_PROTECTED)
+    else:
+        _require_change(actor, endpoint)
+    with transaction.atomic():
+        locked = Endpoint.objects.select_for_update().select_related("team", "model").get(pk=endpoint.pk)
+        before = {name: getattr(locked, name) for name in changes}
+        for name, value in changes.items():
+            setattr(locked, name, value)
+        try:
+            locked.full_clean(exclude=["team", "model", "created_by", "name"], validate_unique=False)
+        except ValidationError as exc:
+            raise ApplicationError("invalid", "Invalid endpoint settings.", exc.message_dict) from exc
+        locked.save(update_fields=[*changes, "updated_at"])
+        audit_record(
+            team=locked.team,
+            actor=actor,
+            action="endpoint.update",
+            target=locked,
+            data={"endpoint": locked.name, "before": before, "after": changes},
+        )
+        release_stamp_bump()
+    return locked
 
 
 def release_promote(

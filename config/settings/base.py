@@ -216,6 +216,16 @@ MODELDECK_ZIP_MAX_RATIO = env.int("MODELDECK_ZIP_MAX_RATIO", default=200)
 # How long a worker heartbeat may be old before /healthz reports the worker as stale.
 MODELDECK_WORKER_STALE_SECONDS = env.int("MODELDECK_WORKER_STALE_SECONDS", default=60)
 
+# --- serving (the data plane) ---------------------------------------------------------------------
+# Warm runtimes kept per web process; least recently used ones beyond this are unloaded (live ones never).
+MODELDECK_SERVING_MEMORY_MB = env.int("MODELDECK_SERVING_MEMORY_MB", default=2048)
+# Largest inference request body; bigger ones get 413 before they are read.
+MODELDECK_MAX_INFER_BYTES = env.int("MODELDECK_MAX_INFER_BYTES", default=64 * 1024**2)
+# How often each web process checks the release stamp (a new release is served within about this).
+MODELDECK_SERVING_POLL_SECONDS = env.float("MODELDECK_SERVING_POLL_SECONDS", default=0.2)
+# Verified API tokens are remembered this long per process (a revoked token stops working within it).
+MODELDECK_SERVING_TOKEN_TTL_SECONDS = env.float("MODELDECK_SERVING_TOKEN_TTL_SECONDS", default=5.0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

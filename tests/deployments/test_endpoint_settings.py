@@ -1,0 +1,95 @@
+"""Endpoint serving settings over the API (public, batching), and the stamp that tells serving processes."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployments.models import Endpoint
+from deployments.selectors import release_live_list, release_stamp
+from deployments.services import endpoint_create, release_promote
+from teams.choices import Role
+from teams.models import AuditEvent
+from teams.permissions import Actor
+from tests.deployments.test_endpoint_apis import setup  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("artifact_dir")]
+
+
+def test_patch_changes_batching_and_is_audited(setup) -> None:  # noqa: F811
+    dev, _, model = setup
+    endpoint_create(actor=Actor(user=dev.user), model=model, name="iris", version=model.versions.get(number=1))
+    response = dev.token_client().patch(
+        "/api/v1/endpoints/iris", {"max_batch_size": 16, "max_queue_delay_ms": 1.5}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    assert (response.json()["max_batch_size"], response.json()["max_queue_delay_ms"]) == (16, 1.5)
+    assert Endpoint.objects.filter(name="iris", max_batch_size=16, max_queue_delay_ms=1.5).exists()
+    event = AuditEvent.objects.get(action="endpoint.update")
+    assert event.data == {
+        "endpoint": "iris",
+        "before": {"max_batch_size": 0, "max_queue_delay_ms": 2.0},
+        "after": {"max_batch_size": 16, "max_queue_delay_ms": 1.5},
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"max_batch_size": -1}, "max_batch_size"), ({"max_queue_delay_ms": 5000}, "max_queue_delay_ms"), ({}, None)],
+)
+def test_patch_refuses_bad_settings_and_changes_nothing(setup, body, field) -> None:  # noqa: F811
+    dev, _, model = setup
+    endpoint_create(actor=Actor(user=dev.user), model=model, name="iris", version=model.versions.get(number=1))
+    response = dev.token_client().patch("/api/v1/endpoints/iris", body, format="json")
+    assert response.status_code == 400
+    if field:
+        assert field in response.json()["error"]["detail"]
+    assert Endpoint.objects.filter(name="iris", max_batch_size=0, max_queue_delay_ms=2.0).exists()
+    assert not AuditEvent.objects.filter(action="endpoint.update").exists()
+
+
+def test_protected_endpoint_settings_need_an_admin(setup, make_member) -> None:  # noqa: F811
+    dev, admin, model = setup
+    endpoint_create(
+        actor=Actor(user=admin.user), model=model, name="iris", version=model.versions.get(number=1), protected=True
+    )
+    assert dev.token_client().patch("/api/v1/endpoints/iris", {"public": True}, format="json").status_code == 403
+    assert dev.token_client().patch("/api/v1/endpoints/iris", {"protected": False}, format="json").status_code == 403
+    assert admin.token_client().patch("/api/v1/endpoints/iris", {"public": True}, format="json").status_code == 200
+    viewer = make_member(team=dev.team, role=Role.VIEWER, username="viewer")
+    assert viewer.token_client().patch("/api/v1/endpoints/iris", {"public": False}, format="json").status_code == 403
+    assert Endpoint.objects.get(name="iris").public is True
+
+
+def test_other_teams_get_404(setup, make_member, team_b) -> None:  # noqa: F811
+    dev, _, model = setup
+    endpoint_create(actor=Actor(user=dev.user), model=model, name="iris", version=model.versions.get(number=1))
+    outsider = make_member(team=team_b, role=Role.ADMIN, username="outsider")
+    assert outsider.token_client().patch("/api/v1/endpoints/iris", {"public": True}, format="json").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_change_bumps_the_release_stamp_on_commit(setup) -> None:  # noqa: F811
+    dev, _, model = setup
+    actor = Actor(user=dev.user)
+    stamps = [release_stamp()]
+    endpoint = endpoint_create(actor=actor, model=model, name="iris", version=model.versions.get(number=1))
+    stamps.append(release_stamp())
+    release_promote(actor=actor, endpoint=endpoint, version=model.versions.get(number=2))
+    stamps.append(release_stamp())
+    dev.token_client().patch("/api/v1/endpoints/iris", {"max_batch_size": 8}, format="json")
+    stamps.append(release_stamp())
+    assert len(set(stamps)) == 4, stamps
+
+
+def test_live_list_is_the_newest_release_of_each_endpoint(setup, django_assert_num_queries) -> None:  # noqa: F811
+    dev, _, model = setup
+    actor = Actor(user=dev.user)
+    first = endpoint_create(actor=actor, model=model, name="a", version=model.versions.get(number=1))
+    endpoint_create(actor=actor, model=model, name="b", version=model.versions.get(number=2))
+    release_promote(actor=actor, endpoint=first, version=model.versions.get(number=3))
+    release_promote(actor=actor, endpoint=first, version=model.versions.get(number=2), canary_percent=10)
+    with django_assert_num_queries(1):
+        live = {
+            r.endpoint.name: (r.number, r.primary.number, r.canary and r.canary.number) for r in release_live_list()
+        }
+    assert live == {"a": (3, 3, 2), "b": (1, 2, None)}
