@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP, Channels for websockets."""
+"""ASGI entry point: the inference data plane first, then Django for HTTP and Channels for websockets."""
 
 from __future__ import annotations
 
@@ -16,10 +16,15 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from config.routing import websocket_urlpatterns  # noqa: E402
 from registry.uploads import UploadLimitMiddleware  # noqa: E402
+from serving.asgi import DataPlane  # noqa: E402
+from serving.views import ROUTES  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": UploadLimitMiddleware(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+application = DataPlane(
+    ProtocolTypeRouter(
+        {
+            "http": UploadLimitMiddleware(django_asgi_app),
+            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    ),
+    ROUTES,
 )

@@ -217,6 +217,8 @@ MODELDECK_ZIP_MAX_RATIO = env.int("MODELDECK_ZIP_MAX_RATIO", default=200)
 MODELDECK_WORKER_STALE_SECONDS = env.int("MODELDECK_WORKER_STALE_SECONDS", default=60)
 
 # --- serving (the data plane) ---------------------------------------------------------------------
+# Web (uvicorn) processes `make run` starts; more than one needs REDIS_URL (shared cache and channel layer).
+MODELDECK_WEB_WORKERS = env.int("MODELDECK_WEB_WORKERS", default=1)
 # Warm runtimes kept per web process; least recently used ones beyond this are unloaded (live ones never).
 MODELDECK_SERVING_MEMORY_MB = env.int("MODELDECK_SERVING_MEMORY_MB", default=2048)
 # Largest inference request body; bigger ones get 413 before they are read.

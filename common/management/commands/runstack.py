@@ -37,6 +37,9 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("bootstrapdemo", stdout=self.stdout)
         host, port = options["host"], options["port"]
+        # The embedded defaults (in-memory channel layer, per-process cache) hold state in one process; several web
+        # processes need Redis to share it.
+        web_workers = settings.MODELDECK_WEB_WORKERS if settings.REDIS_URL else 1
         python = sys.executable
         worker = [python, "-m", "celery", "-A", "config", "worker", "-l", "INFO", "-n", f"worker-{port}@%h"]
         worker += ["--concurrency", str(options["concurrency"])]
@@ -53,8 +56,17 @@ class Command(BaseCommand):
                 host,
                 "--port",
                 str(port),
+                # Lifespan: the data plane loads every live endpoint before the first request.
                 "--lifespan",
-                "off",
+                "on",
+                # uvloop sets TCP_NODELAY on every accepted socket; asyncio's loop does not when uvicorn binds the
+                # socket itself (--workers N), and each response then waits ~40 ms on the client's delayed ACK.
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--workers",
+                str(web_workers),
                 "--log-level",
                 "info",
             ],

@@ -1,0 +1,339 @@
+"""Serving throughput and latency: raw onnxruntime in-process (the limit) vs ModelDeck over HTTP, side by side.
+
+Builds two models (iris logistic regression via scikit-learn + skl2onnx, and a seeded MLP 784-512-512-10), starts
+ModelDeck's web process exactly as `make run` does (uvicorn, uvloop, one process, embedded defaults) in a temporary
+folder, uploads both models through the REST API, deploys them, and drives Open Inference Protocol JSON requests
+with a closed-loop client at concurrency 1, 8 and 32 (bench/loadgen.py). Also measured in the same run:
+  - a minimal raw ASGI app serving the iris model (bench/minimal_app.py), the overhead reference;
+  - dynamic batching on vs off for the MLP at concurrency 32;
+  - the process-model check: the minimal app under `uvicorn --workers 2` with asyncio's loop vs uvloop.
+Prints a table and writes the numbers as JSON (default bench/results/serving.json).
+Usage: .venv/bin/python bench/serving.py [--seconds 3] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+# Run as a script, this folder would come first on sys.path and this file would shadow the `serving` package.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+from bench.loadgen import LoadResult, http_request, load  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CONCURRENCY = (1, 8, 32)
+# Measured on this machine by the issue's author (2 cores, load generator on the same machine).
+MLFLOW_REQ_S = {1: 420.0, 8: 590.0}
+
+
+def build_iris(path: Path) -> np.ndarray:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=500, random_state=0).fit(x, y)
+    onx = convert_sklearn(
+        model, initial_types=[("x", FloatTensorType([None, 4]))], options={id(model): {"zipmap": False}}
+    )
+    path.write_bytes(onx.SerializeToString())
+    return x[:1].astype(np.float32)
+
+
+def build_mlp(path: Path) -> np.ndarray:
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    sizes = [784, 512, 512, 10]
+    nodes, inits = [], []
+    last = "x"
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
+        b = np.zeros(n_out, dtype=np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        nodes += [
+            helper.make_node("MatMul", [last, f"w{i}"], [f"m{i}"]),
+            helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"]),
+        ]
+        last = f"a{i}"
+        if i < len(sizes) - 2:
+            nodes.append(helper.make_node("Relu", [last], [f"r{i}"]))
+            last = f"r{i}"
+    nodes.append(helper.make_node("Softmax", [last], ["probs"], axis=-1))
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 784])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 10])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    path.write_bytes(model.SerializeToString())
+    return rng.random((1, 784), dtype=np.float32)
+
+
+def raw_onnxruntime(path: Path, x: np.ndarray, concurrency: int, seconds: float) -> LoadResult:
+    """The limit: the same model run in-process with no HTTP, by `concurrency` threads."""
+    from registry.formats.onnx import FORMAT
+    from serving.runtimes.onnx import OnnxRuntime
+
+    runtime = OnnxRuntime(path, FORMAT.inspect(path).signature)
+    name = runtime.signature.inputs[0].name
+    result = LoadResult()
+    lock = threading.Lock()
+    deadline = time.perf_counter() + 0.3 + seconds
+    warm_until = deadline - seconds
+
+    def worker() -> None:
+        latencies = []
+        while True:
+            started = time.perf_counter()
+            if started >= deadline:
+                break
+            runtime.run({name: x})
+            if started >= warm_until:
+                latencies.append((time.perf_counter() - started) * 1000)
+        with lock:
+            result.latencies_ms.extend(latencies)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    result.seconds = seconds
+    result.statuses[200] = result.requests
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(args: list[str], env: dict[str, str], port: int, ready_path: str) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", *args, "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"server on {port} never became ready")
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def infer_body(x: np.ndarray) -> bytes:
+    return json.dumps(
+        {"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+    ).encode()
+
+
+def binary_body(x: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    """The binary tensor data extension, as tritonclient.http sends it by default: JSON header, then raw bytes."""
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "x", "shape": list(x.shape), "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}}
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    return header + x.tobytes(), {"Inference-Header-Content-Length": str(len(header))}
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serving.json")
+    parser.add_argument("--modeldeck-only", action="store_true", help="skip the references (quick iterations)")
+    options = parser.parse_args()
+    seconds = options.seconds
+    workdir = Path(tempfile.mkdtemp(prefix="modeldeck-bench-serving-"))
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
+    env |= {"DJANGO_SETTINGS_MODULE": "config.settings.local", "MODELDECK_VAR_DIR": str(workdir / "var")}
+    os.environ.update({k: env[k] for k in ("DJANGO_SETTINGS_MODULE", "MODELDECK_VAR_DIR")})
+    import django
+
+    django.setup()
+
+    models = {"iris": workdir / "iris.onnx", "mlp": workdir / "mlp.onnx"}
+    inputs = {"iris": build_iris(models["iris"]), "mlp": build_mlp(models["mlp"])}
+    rows: list[dict[str, Any]] = []
+
+    def record(model: str, system: str, concurrency: int, result: LoadResult, **extra: Any) -> None:
+        row = {"model": model, "system": system, "concurrency": concurrency, **result.summary(), **extra}
+        rows.append(row)
+        print(
+            f"{model:5} {system:34} c={concurrency:<3} {row['req_per_s']:>9.1f} req/s  p50 {row['p50_ms']:7.3f} ms"
+            f"  p99 {row['p99_ms']:7.3f} ms  non-2xx {row['non_2xx']}",
+            flush=True,
+        )
+
+    for model in models if not options.modeldeck_only else ():
+        for c in CONCURRENCY:
+            record(
+                model, "onnxruntime in-process (limit)", c, raw_onnxruntime(models[model], inputs[model], c, seconds)
+            )
+
+    def http_load(port: int, path: str, body: bytes, c: int, headers: dict[str, str] | None = None) -> LoadResult:
+        request = http_request("POST", path, body, {"Content-Type": "application/json", **(headers or {})})
+        return load("127.0.0.1", port, request, concurrency=c, seconds=seconds)
+
+    minimal_env = {**env, "MINIMAL_MODEL": str(models["iris"])}
+    port = free_port()
+    minimal = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.minimal_app:app", "--port", str(port), "--loop", "uvloop"]  # noqa: RUF005
+        + ["--http", "httptools", "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT,
+        env=minimal_env,
+    )
+    try:
+        _wait_tcp(port)
+        for c in CONCURRENCY if not options.modeldeck_only else ():
+            record("iris", "minimal ASGI app (reference)", c, http_load(port, "/", infer_body(inputs["iris"]), c))
+    finally:
+        minimal.terminate()
+        minimal.wait()
+
+    # ModelDeck, started as `make run` starts its web process.
+    manage(env, "migrate", "--verbosity", "0")
+    manage(env, "createteam", "bench", "--admin", "bench")
+    token = manage(env, "issuetoken", "--team", "bench", "--user", "bench", "--role", "developer")
+    auth = {"Authorization": f"Bearer {token}"}
+    port = free_port()
+    web = ["config.asgi:application", "--loop", "uvloop", "--http", "httptools", "--lifespan", "on"]
+    with server(web, env, port, "/v2/health/ready"):
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, headers=auth, timeout=120) as api:
+            for model in models:
+                assert api.post("/api/v1/models", json={"team": "bench", "name": model}).status_code == 201
+                with models[model].open("rb") as handle:
+                    created = api.post(
+                        f"/api/v1/models/bench/{model}/versions", files={"file": (f"{model}.onnx", handle)}
+                    )
+                assert created.status_code == 201, created.text
+                for name in (model, f"{model}-batched"):
+                    made = api.post("/api/v1/endpoints", json={"name": name, "model": f"bench/{model}", "version": 1})
+                    assert made.status_code == 201, made.text
+            patched = api.patch("/api/v1/endpoints/mlp-batched", json={"max_batch_size": 32, "max_queue_delay_ms": 2})
+            assert patched.status_code == 200, patched.text
+            for model in models:
+                for name in (model, f"{model}-batched"):
+                    _wait_ready(api, name)
+            check = api.post("/v2/models/iris/infer", content=infer_body(inputs["iris"]))
+            assert check.status_code == 200, check.text
+        for model in models:
+            for c in CONCURRENCY:
+                body = infer_body(inputs[model])
+                record(
+                    model, "ModelDeck /v2 JSON, token", c, http_load(port, f"/v2/models/{model}/infer", body, c, auth)
+                )
+        body = infer_body(inputs["mlp"])
+        path = "/v2/models/mlp-batched/infer"
+        record("mlp", "ModelDeck /v2 JSON, batching 32/2ms", 32, http_load(port, path, body, 32, auth))
+        body, binary = binary_body(inputs["mlp"])
+        for name, label in (("mlp", "ModelDeck /v2 binary, token"), ("mlp-batched", "ModelDeck /v2 binary, batching")):
+            record("mlp", label, 32, http_load(port, f"/v2/models/{name}/infer", body, 32, {**auth, **binary}))
+
+    # The process model: why `uvicorn --workers 2` showed a flat 44 ms p50 (see README).
+    for loop_name in ("asyncio", "uvloop") if not options.modeldeck_only else ():
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bench.minimal_app:app", "--port", str(port), "--workers", "2"]  # noqa: RUF005
+            + ["--loop", loop_name, "--log-level", "warning", "--no-access-log"],
+            cwd=ROOT,
+            env=minimal_env,
+        )
+        try:
+            _wait_tcp(port)
+            time.sleep(1.0)
+            result = http_load(port, "/", infer_body(inputs["iris"]), 1)
+            record("iris", f"minimal app, --workers 2, {loop_name}", 1, result)
+        finally:
+            process.terminate()
+            process.wait()
+
+    if not options.modeldeck_only:
+        _report(rows)
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(
+        json.dumps({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "rows": rows}, indent=2)
+    )
+    print(f"\nwritten: {options.out}")
+    subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+
+def _wait_tcp(port: int) -> None:
+    for _ in range(300):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def _wait_ready(api: httpx.Client, name: str) -> None:
+    for _ in range(100):
+        if api.get(f"/v2/models/{name}/ready").status_code == 200:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"endpoint {name} never became ready")
+
+
+def _find(rows: list[dict[str, Any]], model: str, system: str, c: int) -> dict[str, Any]:
+    return next(r for r in rows if r["model"] == model and r["system"].startswith(system) and r["concurrency"] == c)
+
+
+def _report(rows: list[dict[str, Any]]) -> None:
+    pick: Callable[[str, str, int], dict[str, Any]] = lambda m, s, c: _find(rows, m, s, c)  # noqa: E731
+    md8 = pick("iris", "ModelDeck", 8)["req_per_s"]
+    md1 = pick("iris", "ModelDeck", 1)["p50_ms"]
+    min1 = pick("iris", "minimal", 1)["p50_ms"]
+    off = pick("mlp", "ModelDeck /v2 JSON, token", 32)["req_per_s"]
+    on = pick("mlp", "ModelDeck /v2 JSON, batching", 32)["req_per_s"]
+    print("\ntargets (ratios from this run)")
+    mlflow = MLFLOW_REQ_S[8]
+    print(f"  iris c=8 throughput vs MLflow's measured {mlflow:.0f} req/s: {md8 / mlflow:.2f}x (target >= 3x)")
+    print(f"  iris c=1 p50 vs the minimal app: {md1 / min1:.2f}x (target <= 1.5x)")
+    print(f"  mlp c=32 batching on vs off: {on / off:.2f}x (target >= 2x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The data plane's front door: inference paths are answered here, everything else goes on to Django.
+
+Why not Django views: measured on this 2-core machine (bench/serving.py prints it), Django's ASGI handler costs
+about 0.9 ms per request even for an empty async view with no middleware, and tops out near 1,000 req/s (each
+response is closed through a thread hop on one shared thread). Triton-class serving needs a fraction of that, so
+the inference paths are plain async functions behind this small router, with no DRF, no middleware and no ORM
+query per request; Django still serves the browser, the REST API and the websockets.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PREFIXES = ("/v2", "/v1/models", "/mlflow/")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes = b""
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class DataPlane:
+    """Answer the inference protocols' paths; pass every other request (and websockets) to `app`."""
+
+    def __init__(self, app: ASGIApp, routes: list[tuple[re.Pattern[str], dict[str, Handler]]]) -> None:
+        self.app = app
+        self.routes = routes
+        self.max_body = settings.MODELDECK_MAX_INFER_BYTES
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        response = await self._respond(scope, receive)
+        headers = [(b"content-length", str(len(response.body)).encode())]
+        headers.extend((name.encode(), value.encode("latin-1")) for name, value in response.headers.items())
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _respond(self, scope: Scope, receive: Receive) -> Response:
+        from serving.views import error_response
+
+        path: str = scope["path"]
+        for pattern, methods in self.routes:
+            match = pattern.match(path)
+            if match is None:
+                continue
+            handler = methods.get(scope["method"])
+            if handler is None:
+                return error_response(
+                    path, 405, f"{scope['method']} is not allowed on {path}; use {', '.join(methods)}"
+                )
+            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+            try:
+                body = await self._body(headers, receive) if scope["method"] == "POST" else b""
+            except BodyTooLarge:
+                return error_response(path, 413, f"the request body is larger than {self.max_body} bytes")
+            request = Request(scope["method"], path, headers, body, {k: v for k, v in match.groupdict().items() if v})
+            try:
+                return await handler(request)
+            except Exception:  # a bug must still answer in the protocol's shape, and be logged
+                logger.exception("data plane error on %s %s", scope["method"], path)
+                return error_response(path, 500, "internal error; the server log has the details")
+        return error_response(path, 404, f"no inference API at {path}")
+
+    async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise BodyTooLarge
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        from serving.router import router_get
+
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                # Load every live endpoint before the first request, and follow the control plane from now on.
+                router_get().start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                router_get().stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,1 @@
+"""Pure request decoding and response encoding for the inference protocols ModelDeck speaks."""

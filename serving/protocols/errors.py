@@ -1,0 +1,12 @@
+"""The one error every protocol decoder raises for a request it refuses."""
+
+from __future__ import annotations
+
+
+class ProtocolError(Exception):
+    """A request the protocol refuses: `status` (400, 404, 415, ...) and a message that says exactly what is wrong."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status

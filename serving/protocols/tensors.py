@@ -1,0 +1,247 @@
+"""Turn JSON tensor data into typed numpy arrays and check a request's tensors against the model's signature."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from registry.formats.base import DATATYPE_TO_NUMPY, Signature, TensorSpec
+from serving.protocols.errors import ProtocolError
+
+_NOTHING = object()
+_PREVIEW_CHARS = 60
+# numpy's object-array machinery stops at 32 dimensions (ndarray itself at 64).
+MAX_RANK = 32
+
+
+def shape_text(shape: Iterable[int]) -> str:
+    """Write a shape the way the error messages show it: `[-1, 4]`."""
+    return "[" + ", ".join(str(int(dim)) for dim in shape) + "]"
+
+
+def json_preview(value: Any) -> str:
+    """Show a (possibly large) JSON value in an error message, cut short."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 3] + "..."
+
+
+def names_text(specs: Sequence[TensorSpec]) -> str:
+    """List tensor names for an error message: `a, b`."""
+    return ", ".join(spec.name for spec in specs)
+
+
+def input_spec(signature: Signature, name: str) -> TensorSpec:
+    """Return the signature's input called `name`, or refuse the request naming the inputs the model has."""
+    for spec in signature.inputs:
+        if spec.name == name:
+            return spec
+    raise ProtocolError(f"unexpected input '{name}'; the model expects: {names_text(signature.inputs)}")
+
+
+def is_b64_object(value: Any) -> bool:
+    """Tell whether a JSON value is a TF Serving binary value: an object whose only key is "b64"."""
+    return isinstance(value, dict) and len(value) == 1 and "b64" in value
+
+
+def tensor_from_data(spec: TensorSpec, data: Any, shape: list[int] | None = None) -> np.ndarray:
+    """Turn JSON data (a scalar, flat or nested lists) into an array of the spec's dtype, shaped as `shape` if given."""
+    dtype = np.dtype(DATATYPE_TO_NUMPY[spec.datatype])
+    depth = _nesting_depth(data)
+    if depth > MAX_RANK:
+        raise ProtocolError(f"input '{spec.name}' nests lists {depth} deep, but a tensor has at most {MAX_RANK} dims")
+    array = _bytes_array(spec, data) if dtype.kind == "O" else _numeric_array(spec, data, dtype)
+    if shape is not None:
+        count = math.prod(shape)
+        if array.size != count:
+            raise ProtocolError(
+                f"input '{spec.name}' has shape {shape_text(shape)} ({count} elements) "
+                f"but its data holds {array.size} elements"
+            )
+        array = array.reshape(shape)
+    return array
+
+
+def _nesting_depth(data: Any) -> int:
+    """Count the list levels along the first elements: the rank the data claims, in O(rank)."""
+    depth = 0
+    while isinstance(data, list) and data:
+        data = data[0]
+        depth += 1
+    return depth
+
+
+def _numeric_array(spec: TensorSpec, data: Any, dtype: np.dtype) -> np.ndarray:
+    # Let numpy infer the JSON's own type first: converting straight to the target dtype would silently
+    # turn "1.5" into 1.5, null into NaN and true into 1.0.
+    try:
+        inferred = np.asarray(data)
+    except ValueError:
+        # Inhomogeneous nesting: a wrong-typed element (an object among rows) explains it better than "ragged".
+        raise _unfit_element(spec, data, dtype) or _ragged(spec) from None
+    kind = inferred.dtype.kind
+    if inferred.size == 0 and kind in "biuf":
+        # `[]` infers float64; an empty tensor has no element that could be of the wrong type.
+        return inferred.astype(dtype)
+    target = dtype.kind
+    if target == "f" and kind in "iuf":
+        try:
+            with np.errstate(over="raise"):
+                return inferred.astype(dtype, copy=False)
+        except FloatingPointError:
+            pass  # a finite number too large for FP16/FP32: found and named below
+    elif target in "iu" and kind in "iu":
+        info = np.iinfo(dtype)
+        if inferred.dtype == dtype or (int(inferred.min()) >= info.min and int(inferred.max()) <= info.max):
+            return inferred.astype(dtype, copy=False)
+    elif target == "b" and kind == "b":
+        return inferred
+    return _slow_numeric_array(spec, data, dtype)
+
+
+def _slow_numeric_array(spec: TensorSpec, data: Any, dtype: np.dtype) -> np.ndarray:
+    """Find the element that makes the data unfit and name it; convert mixed data that turns out fine."""
+    error = _unfit_element(spec, data, dtype)
+    if error is None:
+        # Every element is fine, but numpy's own inference went astray: [1.5, 2**70] infers object and
+        # [0, 2**64 - 1] infers float64. Converting the Python numbers straight to the target is exact.
+        try:
+            with np.errstate(over="raise"):
+                return np.array(data, dtype=dtype)
+        except (TypeError, ValueError, OverflowError, FloatingPointError):
+            raise ProtocolError(f"input '{spec.name}' holds values that do not fit {spec.datatype}") from None
+    raise error
+
+
+def _unfit_element(spec: TensorSpec, data: Any, dtype: np.dtype) -> ProtocolError | None:
+    """Name the first element the datatype does not take, if there is one."""
+    accept, expected = _element_rule(spec, dtype)
+    leaf = _first_unaccepted(data, accept)
+    if leaf is _NOTHING:
+        return None
+    return ProtocolError(f"input '{spec.name}' expects {expected(leaf)} but got {json_preview(leaf)}")
+
+
+def _element_rule(spec: TensorSpec, dtype: np.dtype) -> tuple[Callable[[Any], bool], Callable[[Any], str]]:
+    """Say which JSON elements a datatype accepts, and how to describe what it expects given a refused element."""
+    datatype = spec.datatype
+    if dtype.kind == "f":
+        largest = float(np.finfo(dtype).max)
+
+        def accept_number(value: Any) -> bool:
+            kind = type(value)
+            if kind is float:
+                return not math.isfinite(value) or abs(value) <= largest
+            return kind is int and abs(value) <= largest
+
+        def expect_number(value: Any) -> str:
+            if type(value) in (int, float):
+                return f"{datatype} numbers within ±{largest:.6g}"
+            return f"{datatype} numbers"
+
+        return accept_number, expect_number
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lowest, highest = int(info.min), int(info.max)
+
+        def accept_integer(value: Any) -> bool:
+            return type(value) is int and lowest <= value <= highest
+
+        def expect_integer(value: Any) -> str:
+            if type(value) is int:
+                return f"{datatype} integers in [{lowest}, {highest}]"
+            return f"{datatype} integers"
+
+        return accept_integer, expect_integer
+
+    def accept_bool(value: Any) -> bool:
+        return type(value) is bool
+
+    return accept_bool, lambda _value: "BOOL values (true or false)"
+
+
+def _first_unaccepted(data: Any, accept: Callable[[Any], bool]) -> Any:
+    """Return the first leaf of nested lists that `accept` refuses, or _NOTHING."""
+    # An explicit stack, not recursion: JSON may nest as deep as the parser's own recursion limit.
+    stack = [iter([data])]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            if not accept(item):
+                return item
+        else:
+            stack.pop()
+    return _NOTHING
+
+
+def _bytes_array(spec: TensorSpec, data: Any) -> np.ndarray:
+    try:
+        raw = np.array(data, dtype=object)
+    except ValueError:
+        raise _ragged(spec) from None
+    encoded = [_bytes_element(spec, value) for value in raw.flat]
+    array = np.empty(len(encoded), dtype=object)
+    array[:] = encoded
+    return array.reshape(raw.shape)
+
+
+def _bytes_element(spec: TensorSpec, value: Any) -> bytes:
+    if type(value) is str:
+        return value.encode("utf-8")
+    if is_b64_object(value) and isinstance(value["b64"], str):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ProtocolError(f"input '{spec.name}' has invalid base64 in {{\"b64\": ...}}: {exc}") from None
+    if isinstance(value, list):
+        # np.array(dtype=object) keeps the rows of ragged nesting as list elements.
+        raise _ragged(spec)
+    raise ProtocolError(
+        f"input '{spec.name}' expects BYTES strings (or {{\"b64\": ...}} objects) but got {json_preview(value)}"
+    )
+
+
+def _ragged(spec: TensorSpec) -> ProtocolError:
+    return ProtocolError(
+        f"input '{spec.name}' has ragged nested lists: every list at the same depth must have the same length"
+    )
+
+
+def inputs_check(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
+    """Refuse inputs that do not match the signature exactly: names, datatypes, ranks, fixed dims, shared batch size."""
+    expected = names_text(signature.inputs)
+    specs = {spec.name: spec for spec in signature.inputs}
+    for name in inputs:
+        if name not in specs:
+            raise ProtocolError(f"unexpected input '{name}'; the model expects: {expected}")
+    for spec in signature.inputs:
+        if spec.name not in inputs:
+            raise ProtocolError(f"missing input '{spec.name}'; the model expects: {expected}")
+    batches: list[tuple[str, int]] = []
+    for spec in signature.inputs:
+        array = inputs[spec.name]
+        dtype = np.dtype(DATATYPE_TO_NUMPY[spec.datatype])
+        if array.dtype != dtype:
+            raise ProtocolError(
+                f"input '{spec.name}' has numpy dtype {array.dtype} but the model expects {spec.datatype} ({dtype})"
+            )
+        if array.ndim != len(spec.shape) or any(
+            dim != -1 and dim != got for dim, got in zip(spec.shape, array.shape, strict=True)
+        ):
+            got, want = shape_text(array.shape), shape_text(spec.shape)
+            raise ProtocolError(f"input '{spec.name}' has shape {got} but the model expects {want}")
+        if spec.shape and spec.shape[0] == -1:
+            batches.append((spec.name, array.shape[0]))
+    if len({size for _name, size in batches}) > 1:
+        sizes = ", ".join(f"'{name}' has {size}" for name, size in batches)
+        raise ProtocolError(f"inputs disagree on the batch size (first dim): {sizes}")

@@ -1,0 +1,349 @@
+"""Open Inference Protocol (KServe V2 / Triton) over HTTP, with Triton's binary tensor data extension."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from registry.formats.base import DATATYPE_TO_NUMPY, NUMPY_TO_DATATYPE, Signature, TensorSpec
+from serving.protocols.errors import ProtocolError
+from serving.protocols.jsonio import json_loads
+from serving.protocols.tensors import (
+    input_spec,
+    inputs_check,
+    json_preview,
+    names_text,
+    shape_text,
+    tensor_from_data,
+)
+
+PLATFORMS = {"onnx": "onnx_onnxv1", "tflite": "tflite_tflite"}
+
+_LENGTH_PREFIX = struct.Struct("<I")
+_COMPACT = (",", ":")
+
+
+@dataclass
+class V2Request:
+    """A decoded inference request: its tensors, which outputs to return and which of them as binary data."""
+
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    outputs: list[str]
+    binary_outputs: set[str]
+    parameters: dict[str, Any]
+
+
+def v2_request_parse(body: bytes, signature: Signature, header_length: int | None = None) -> V2Request:
+    """Decode a JSON (or JSON header + binary tensor data) inference request and check it against the signature."""
+    if header_length is not None and not 0 <= header_length <= len(body):
+        raise ProtocolError(
+            f"Inference-Header-Content-Length is {header_length} but the request body has {len(body)} bytes"
+        )
+    header_end = len(body) if header_length is None else header_length
+    try:
+        document = json_loads(body if header_length is None else body[:header_length])
+    except RecursionError:
+        raise ProtocolError("the request body nests JSON too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are ValueErrors
+        hint = ""
+        if header_length is None and isinstance(exc, json.JSONDecodeError) and exc.msg == "Extra data":
+            hint = "; a body with binary tensor data needs the Inference-Header-Content-Length header"
+        raise ProtocolError(f"the request body is not valid JSON: {exc}{hint}") from None
+    if not isinstance(document, dict):
+        raise ProtocolError("the request body must be a JSON object")
+
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise ProtocolError(f"'id' must be a string, not {json_preview(request_id)}")
+    parameters = _parameters(document, "the request")
+
+    if "inputs" not in document:
+        raise ProtocolError("the request has no 'inputs'")
+    raw_inputs = document["inputs"]
+    if not isinstance(raw_inputs, list):
+        raise ProtocolError("'inputs' must be a list of tensors")
+    inputs: dict[str, np.ndarray] = {}
+    offset = header_end
+    for index, item in enumerate(raw_inputs):
+        name, array, offset = _input_parse(item, index, signature, body, offset, header_length, inputs)
+        inputs[name] = array
+    if header_length is not None and offset != len(body):
+        raise ProtocolError(
+            f"the body has {len(body) - header_end} bytes after the JSON header but the inputs' "
+            f"parameters.binary_data_size add up to {offset - header_end}"
+        )
+
+    outputs, binary_outputs = _outputs_parse(document, parameters, signature)
+    inputs_check(signature, inputs)
+    return V2Request(
+        id=request_id, inputs=inputs, outputs=outputs, binary_outputs=binary_outputs, parameters=parameters
+    )
+
+
+def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
+    parameters = holder.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise ProtocolError(f"'parameters' of {where} must be an object")
+    return parameters
+
+
+def _input_parse(
+    item: Any,
+    index: int,
+    signature: Signature,
+    body: bytes,
+    offset: int,
+    header_length: int | None,
+    seen: dict[str, np.ndarray],
+) -> tuple[str, np.ndarray, int]:
+    """Decode one entry of `inputs`; return its name, its array and where the next binary input starts."""
+    if not isinstance(item, dict):
+        raise ProtocolError(f"inputs[{index}] must be an object")
+    if "name" not in item:
+        raise ProtocolError(f"inputs[{index}] has no 'name'")
+    name = item["name"]
+    if not isinstance(name, str):
+        raise ProtocolError(f"inputs[{index}] has a 'name' that is not a string: {json_preview(name)}")
+    if name in seen:
+        raise ProtocolError(f"input '{name}' appears more than once")
+    spec = input_spec(signature, name)
+
+    if "datatype" not in item:
+        raise ProtocolError(f"input '{name}' has no 'datatype'")
+    datatype = item["datatype"]
+    if datatype != spec.datatype:
+        shown = datatype if isinstance(datatype, str) else json_preview(datatype)
+        raise ProtocolError(f"input '{name}' has datatype {shown} but the model expects {spec.datatype}")
+
+    if "shape" not in item:
+        raise ProtocolError(f"input '{name}' has no 'shape'")
+    shape = item["shape"]
+    if not isinstance(shape, list) or not all(type(dim) is int and dim >= 0 for dim in shape):
+        raise ProtocolError(
+            f"input '{name}' has an invalid shape {json_preview(shape)}; it must be a list of non-negative integers"
+        )
+
+    parameters = _parameters(item, f"input '{name}'")
+    if "shared_memory_region" in parameters:
+        raise ProtocolError(
+            f"input '{name}' asks for shared memory (parameters.shared_memory_region), which this server "
+            "does not support; send the data in the request"
+        )
+    if "binary_data_size" in parameters:
+        size = parameters["binary_data_size"]
+        if "data" in item:
+            raise ProtocolError(f"input '{name}' has both 'data' and parameters.binary_data_size; send one of them")
+        if header_length is None:
+            raise ProtocolError(
+                f"input '{name}' has parameters.binary_data_size but the request has no "
+                "Inference-Header-Content-Length header"
+            )
+        if type(size) is not int or size < 0:
+            raise ProtocolError(
+                f"input '{name}' has parameters.binary_data_size {json_preview(size)}; "
+                "it must be a non-negative integer"
+            )
+        if offset + size > len(body):
+            raise ProtocolError(
+                f"input '{name}' has parameters.binary_data_size {size} but only {len(body) - offset} "
+                "bytes of binary data are left in the body"
+            )
+        return name, _binary_tensor(spec, shape, body, offset, size), offset + size
+    if "data" not in item:
+        raise ProtocolError(f"input '{name}' has no 'data' (nor parameters.binary_data_size)")
+    return name, tensor_from_data(spec, item["data"], shape), offset
+
+
+def _binary_tensor(spec: TensorSpec, shape: list[int], body: bytes, offset: int, size: int) -> np.ndarray:
+    """Read one input's raw little-endian row-major bytes (length-prefixed elements for BYTES)."""
+    count = math.prod(shape)
+    native = np.dtype(DATATYPE_TO_NUMPY[spec.datatype])
+    if native.kind == "O":
+        return _binary_bytes_tensor(spec, shape, count, body, offset, size)
+    expected = count * native.itemsize
+    if size != expected:
+        raise ProtocolError(
+            f"input '{spec.name}' has shape {shape_text(shape)} of {spec.datatype} ({expected} bytes) "
+            f"but parameters.binary_data_size is {size}"
+        )
+    if count == 0:
+        return np.empty(shape, dtype=native)
+    # A read-only view on the request body: no copy on the hot path.
+    array = np.frombuffer(body, dtype=native.newbyteorder("<"), count=count, offset=offset)
+    return array.astype(native, copy=False).reshape(shape)
+
+
+def _binary_bytes_tensor(
+    spec: TensorSpec, shape: list[int], count: int, body: bytes, offset: int, size: int
+) -> np.ndarray:
+    end = offset + size
+    position = offset
+    elements: list[bytes] = []
+    while position < end:
+        if position + 4 > end:
+            raise ProtocolError(
+                f"the binary data of BYTES input '{spec.name}' is cut short: element {len(elements)} has no "
+                "complete 4-byte length prefix"
+            )
+        (length,) = _LENGTH_PREFIX.unpack_from(body, position)
+        position += 4
+        if position + length > end:
+            raise ProtocolError(
+                f"the binary data of BYTES input '{spec.name}' is cut short: element {len(elements)} says "
+                f"{length} bytes but only {end - position} are left in its binary_data_size"
+            )
+        elements.append(body[position : position + length])
+        position += length
+    if len(elements) != count:
+        raise ProtocolError(
+            f"input '{spec.name}' has shape {shape_text(shape)} ({count} elements) "
+            f"but its binary data holds {len(elements)} elements"
+        )
+    array = np.empty(count, dtype=object)
+    array[:] = elements
+    return array.reshape(shape)
+
+
+def _outputs_parse(
+    document: dict[str, Any], parameters: dict[str, Any], signature: Signature
+) -> tuple[list[str], set[str]]:
+    """Return the requested outputs (all, in signature order, when none are named) and those to send as binary."""
+    default_binary = parameters.get("binary_data_output", False)
+    if type(default_binary) is not bool:
+        raise ProtocolError(f"parameters.binary_data_output must be true or false, not {json_preview(default_binary)}")
+    raw_outputs = document.get("outputs")
+    if raw_outputs is None or raw_outputs == []:
+        names = [spec.name for spec in signature.outputs]
+        return names, set(names) if default_binary else set()
+    if not isinstance(raw_outputs, list):
+        raise ProtocolError("'outputs' must be a list of requested outputs")
+    known = {spec.name for spec in signature.outputs}
+    names = []
+    binary: set[str] = set()
+    for index, item in enumerate(raw_outputs):
+        if not isinstance(item, dict):
+            raise ProtocolError(f"outputs[{index}] must be an object")
+        name = item.get("name")
+        if not isinstance(name, str):
+            raise ProtocolError(f"outputs[{index}] has no 'name'")
+        if name not in known:
+            raise ProtocolError(f"unexpected output '{name}'; the model's outputs are: {names_text(signature.outputs)}")
+        if name in names:
+            raise ProtocolError(f"output '{name}' is requested more than once")
+        output_parameters = _parameters(item, f"output '{name}'")
+        if "classification" in output_parameters:
+            raise ProtocolError(
+                f"output '{name}' asks for classification (parameters.classification), "
+                "which this server does not support"
+            )
+        if "shared_memory_region" in output_parameters:
+            raise ProtocolError(
+                f"output '{name}' asks for shared memory (parameters.shared_memory_region), "
+                "which this server does not support"
+            )
+        wants_binary = output_parameters.get("binary_data", default_binary)
+        if type(wants_binary) is not bool:
+            raise ProtocolError(
+                f"parameters.binary_data of output '{name}' must be true or false, not {json_preview(wants_binary)}"
+            )
+        names.append(name)
+        if wants_binary:
+            binary.add(name)
+    return names, binary
+
+
+def v2_response_encode(
+    *, model_name: str, model_version: str, request: V2Request, outputs: dict[str, np.ndarray]
+) -> tuple[bytes, dict[str, str]]:
+    """Encode the requested outputs as a JSON response, or a JSON header + binary data when any output is binary."""
+    entries: list[dict[str, Any]] = []
+    chunks: list[bytes | memoryview] = []
+    for name in request.outputs:
+        if name not in outputs:
+            raise ProtocolError(f"the model returned no output '{name}'", status=500)
+        array = np.asarray(outputs[name])
+        datatype = _output_datatype(name, array)
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if name in request.binary_outputs:
+            chunk = _binary_output(array, datatype)
+            entry["parameters"] = {"binary_data_size": len(chunk)}
+            chunks.append(chunk)
+        else:
+            entry["data"] = _json_output(name, array, datatype)
+        entries.append(entry)
+    response: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    if request.id is not None:
+        response["id"] = request.id
+    response["outputs"] = entries
+    header = json.dumps(response, separators=_COMPACT).encode()
+    if not any(name in request.binary_outputs for name in request.outputs):
+        return header, {"content-type": "application/json"}
+    return b"".join([header, *chunks]), {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
+
+
+def _output_datatype(name: str, array: np.ndarray) -> str:
+    if array.dtype.kind in "OUS":
+        return "BYTES"
+    datatype = NUMPY_TO_DATATYPE.get(array.dtype.name)
+    if datatype is None:
+        raise ProtocolError(f"output '{name}' has numpy dtype {array.dtype}, which V2 cannot carry", status=500)
+    return datatype
+
+
+def _binary_output(array: np.ndarray, datatype: str) -> bytes | memoryview:
+    if datatype == "BYTES":
+        parts = []
+        for value in array.ravel().tolist():
+            raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
+            parts.append(_LENGTH_PREFIX.pack(len(raw)))
+            parts.append(raw)
+        return b"".join(parts)
+    contiguous = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    # A flat uint8 view: len() is the byte count and b"".join copies it once, straight into the body.
+    return contiguous.reshape(-1).view(np.uint8).data
+
+
+def _json_output(name: str, array: np.ndarray, datatype: str) -> list[Any]:
+    if datatype != "BYTES":
+        return list(array.ravel().tolist())
+    values = []
+    for value in array.ravel().tolist():
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolError(
+                    f"output '{name}' holds bytes that are not valid UTF-8, which JSON cannot carry; "
+                    "request it as binary data (parameters.binary_data: true)"
+                ) from None
+        values.append(value if isinstance(value, str) else str(value))
+    return values
+
+
+def v2_model_metadata(*, name: str, versions: list[str], platform: str, signature: Signature) -> dict[str, Any]:
+    """Describe a model the V2 way: name, versions, platform and its input and output tensors."""
+    return {
+        "name": name,
+        "versions": list(versions),
+        "platform": PLATFORMS.get(platform, platform),
+        "inputs": [_tensor_metadata(spec) for spec in signature.inputs],
+        "outputs": [_tensor_metadata(spec) for spec in signature.outputs],
+    }
+
+
+def _tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
+
+
+def v2_error_body(message: str) -> bytes:
+    """Encode an error the V2 way: `{"error": "..."}`."""
+    return json.dumps({"error": message}).encode()
