@@ -8,6 +8,7 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 
 from teams.choices import Action
 from teams.permissions import Actor, actor_can
@@ -68,14 +69,16 @@ class TokenCache:
 
 def token_team_id(raw: str) -> int | None:
     """The team an active token may invoke endpoints of (its user still a member there), or None."""
-    token = api_token_authenticate(raw=raw)
-    if token is None:
-        return None
-    return (
-        token.team_id
-        if actor_can(actor=Actor(user=token.user, token=token), team=token.team, action=Action.INVOKE)
-        else None
-    )
+    # As Django does around each request: drop a connection that is broken or past CONN_MAX_AGE, before and after.
+    close_old_connections()
+    try:
+        token = api_token_authenticate(raw=raw)
+        if token is None:
+            return None
+        allowed = actor_can(actor=Actor(user=token.user, token=token), team=token.team, action=Action.INVOKE)
+        return token.team_id if allowed else None
+    finally:
+        close_old_connections()
 
 
 _tokens: TokenCache | None = None

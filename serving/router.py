@@ -187,7 +187,15 @@ class Router:
             return
         from asgiref.sync import sync_to_async
 
-        await sync_to_async(self.refresh, thread_sensitive=True)()
+        await sync_to_async(self._refresh_closing, thread_sensitive=True)()
+
+    def _refresh_closing(self) -> None:
+        # As Django does around each request: no broken or over-age connection kept in asgiref's shared thread.
+        close_old_connections()
+        try:
+            self.refresh()
+        finally:
+            close_old_connections()
 
     # --- the request path --------------------------------------------------------------------------------------
 

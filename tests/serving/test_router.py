@@ -1,0 +1,158 @@
+"""The router: follows releases, swaps only warm versions, keeps the previous primary, sheds memory, shadows, batches."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from asgiref.sync import sync_to_async
+
+from deployments.services import endpoint_update, release_promote, release_rollback
+from registry.formats.base import Signature
+from serving.router import router_get
+from serving.runtime_cache import RuntimeCache, VersionKey
+from teams.choices import Role
+from teams.permissions import Actor
+from tests.serving.conftest import Deployed
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+X = (np.arange(8, dtype=np.float32).reshape(2, 4) - 3) / 2
+
+
+@pytest.fixture
+def releaser(deployed: Deployed, make_member) -> Actor:
+    return Actor(user=make_member(team=deployed.dev.team, role=Role.DEVELOPER, username="releaser").user)
+
+
+def infer_body(x: np.ndarray) -> dict[str, object]:
+    return {"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+
+
+async def refresh() -> None:
+    await sync_to_async(router_get()._refresh_closing, thread_sensitive=True)()
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("the router did not follow in time")
+        time.sleep(0.01)
+
+
+def test_follows_promote_and_rollback_and_keeps_the_previous_primary_warm(deployed: Deployed, releaser) -> None:
+    router = router_get()
+    router.start()
+    wait_for(lambda: "iris" in router.state.routes)
+    assert router.state.routes["iris"].primary.key.number == 1
+
+    release_promote(actor=releaser, endpoint=deployed.private, version=deployed.versions[2])
+    wait_for(lambda: router.state.routes["iris"].primary.key.number == 2)
+    # The version just replaced is still loaded: a rollback needs no load.
+    assert deployed.versions[1].pk in router.cache.loaded_ids
+    loads = router.cache.loaded_ids.copy()
+
+    release_rollback(actor=releaser, endpoint=deployed.private)
+    wait_for(lambda: router.state.routes["iris"].primary.key.number == 1)
+    assert router.cache.loaded_ids == loads
+    assert router.state.routes["iris"].release == 3
+
+
+async def test_a_release_that_cannot_load_leaves_the_previous_one_serving(
+    deployed: Deployed, releaser, client: httpx.AsyncClient, artifact_dir: Path
+) -> None:
+    await refresh()
+    (artifact_dir / deployed.versions[2].artifact_key).unlink()
+    await sync_to_async(release_promote)(actor=releaser, endpoint=deployed.private, version=deployed.versions[2])
+    await refresh()
+
+    response = await client.post("/v2/models/iris/infer", json=infer_body(X), headers=deployed.auth())
+    assert response.status_code == 200
+    assert response.json()["model_version"] == "1"
+    assert "release 2 cannot be loaded" in router_get().state.broken["iris"]
+    ready = await client.get("/v2/health/ready")
+    assert (ready.status_code, ready.json()) == (503, {"ready": False})
+
+
+def test_memory_budget_unloads_least_recently_used_unpinned_versions(deployed: Deployed) -> None:
+    cache = RuntimeCache(budget_bytes=1)
+    keys = [
+        VersionKey(
+            id=v.pk,
+            number=v.number,
+            format=v.format,
+            artifact_key=v.artifact_key,
+            size=v.size,
+            signature=Signature.from_dict(v.signature),
+        )
+        for v in deployed.versions.values()
+    ]
+    for key in keys:
+        cache.load(key)
+    assert cache.loaded_ids == [keys[0].id, keys[1].id]
+    assert cache.evict(pinned={keys[1].id}) == [keys[0].id]
+    assert cache.loaded_ids == [keys[1].id]
+    # Pinned versions stay even when they alone exceed the budget.
+    assert cache.evict(pinned={keys[1].id}) == []
+
+
+async def test_shadow_gets_a_copy_off_the_request_path_and_disagreement_is_counted(
+    deployed: Deployed, releaser, client: httpx.AsyncClient
+) -> None:
+    await sync_to_async(release_promote)(
+        actor=releaser, endpoint=deployed.private, version=deployed.versions[1], shadow_version=deployed.versions[2]
+    )
+    await refresh()
+    rng = np.random.default_rng(3)
+    batches = [rng.standard_normal((2, 4)).astype(np.float32) * 3 for _ in range(10)]
+    for x in batches:
+        response = await client.post("/v2/models/iris/infer", json=infer_body(x), headers=deployed.auth())
+        assert response.json()["model_version"] == "1"
+        np.testing.assert_allclose(
+            np.array(response.json()["outputs"][0]["data"]).reshape(2, 3), deployed.expected(1, x), rtol=1e-6
+        )
+    router_get().shadow.drain()
+
+    differ = sum(
+        bool((deployed.expected(1, x).argmax(axis=1) != deployed.expected(2, x).argmax(axis=1)).any()) for x in batches
+    )
+    stats = router_get().shadow.snapshot("iris")[2]
+    assert stats["requests"] == 10
+    assert stats["disagreements"] == differ
+    assert stats["errors"] == stats["dropped"] == 0
+    worst = max(float(np.abs(deployed.expected(1, x) - deployed.expected(2, x)).max()) for x in batches)
+    assert stats["max_abs_diff"] == pytest.approx(worst, rel=1e-5)
+
+    # Naming the shadow's version explicitly is a normal request to it, and makes no shadow copy.
+    response = await client.post("/v2/models/iris/versions/2/infer", json=infer_body(X), headers=deployed.auth())
+    assert response.json()["model_version"] == "2"
+    router_get().shadow.drain()
+    assert router_get().shadow.snapshot("iris")[2]["requests"] == 10
+
+
+async def test_dynamic_batching_stacks_concurrent_requests(
+    deployed: Deployed, releaser, client: httpx.AsyncClient
+) -> None:
+    await sync_to_async(endpoint_update)(
+        actor=releaser, endpoint=deployed.private, max_batch_size=8, max_queue_delay_ms=50.0
+    )
+    await refresh()
+    rng = np.random.default_rng(5)
+    inputs = [rng.standard_normal((1, 4)).astype(np.float32) for _ in range(16)]
+    responses = await asyncio.gather(
+        *(client.post("/v2/models/iris/infer", json=infer_body(x), headers=deployed.auth()) for x in inputs)
+    )
+    for x, response in zip(inputs, responses, strict=True):
+        assert response.status_code == 200
+        np.testing.assert_allclose(
+            np.array(response.json()["outputs"][0]["data"]).reshape(1, 3), deployed.expected(1, x), rtol=1e-6
+        )
+    (batcher,) = router_get()._batchers.values()
+    assert batcher.stats.requests == 16
+    assert batcher.stats.batches < 16
+    assert batcher.stats.max_batch_rows > 1
