@@ -1,4 +1,4 @@
-"""The router: follows releases, swaps only warm versions, keeps the previous primary, sheds memory, shadows, batches."""
+"""The router: follows releases, swaps only warm versions, keeps the last primary, sheds memory, shadows, batches."""
 
 from __future__ import annotations
 
