@@ -13,6 +13,7 @@ from common.errors import ApplicationError
 from deployments.choices import ReleaseAction
 from deployments.models import Endpoint, Release
 from deployments.selectors import RELEASE_STAMP_KEY
+from deployments.signals import releases_changed
 from registry.benchmark import SERVED_FORMATS
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
@@ -23,7 +24,12 @@ from teams.services import audit_record
 
 def release_stamp_bump() -> None:
     """Tell every serving process, on commit, that releases or endpoint settings changed (they poll this stamp)."""
-    transaction.on_commit(lambda: cache.set(RELEASE_STAMP_KEY, time.time_ns(), timeout=None))
+
+    def announce() -> None:
+        cache.set(RELEASE_STAMP_KEY, time.time_ns(), timeout=None)
+        releases_changed.send(sender=Release)
+
+    transaction.on_commit(announce)
 
 
 def version_check_deployable(*, version: ModelVersion, model: RegisteredModel) -> None:

@@ -100,6 +100,7 @@ class Router:
         self._stamp: object = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._batchers: dict[tuple[str, int, int, float], Batcher] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -159,8 +160,13 @@ class Router:
         self._thread = threading.Thread(target=self._follow, name="serving-follow", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Check the releases now instead of at the next poll."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -179,12 +185,19 @@ class Router:
                 logger.exception("serving could not follow the releases; retrying")
             finally:
                 close_old_connections()
-            self._stop.wait(self.poll_seconds)
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
 
     async def refresh_on_miss(self) -> None:
-        """Refresh now for a name not in the snapshot (at most once a second)."""
-        if time.monotonic() - self.refreshed_at < MISS_REFRESH_SECONDS and self.ready:
-            return
+        """Refresh now for a name not in the snapshot: at once if the releases changed, else at most once a second."""
+        if self.ready and time.monotonic() - self.refreshed_at < MISS_REFRESH_SECONDS:
+            try:
+                changed = _read_stamp() != self._stamp
+            except Exception:  # the cache is away: fall back to the once-a-second limit
+                logger.warning("cannot read the release stamp", exc_info=True)
+                changed = False
+            if not changed:
+                return
         from asgiref.sync import sync_to_async
 
         await sync_to_async(self._refresh_closing, thread_sensitive=True)()

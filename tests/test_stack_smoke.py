@@ -162,6 +162,39 @@ def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> 
             assert sorted(v["format"] for v in children) == ["onnx", "tflite"]
             assert all(v["parity"]["passed"] for v in children), [v["parity"]["reason"] for v in children]
 
+            # Deployed, it serves over all three protocols; a promote and a rollback reach the data plane.
+            by_format = {v["format"]: v["number"] for v in children}
+            made = api.post(
+                "/api/v1/endpoints", json={"name": "iris-prod", "model": "demo/iris", "version": by_format["onnx"]}
+            )
+            assert made.status_code == 201, made.text
+            assert api.get("/v2/health/ready").json() == {"ready": True}
+            rows = [[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 2.0]]
+            v2_body = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": rows}]}
+
+            def served() -> tuple[int, list[float]]:
+                answer = api.post("/v2/models/iris-prod/infer", json=v2_body)
+                assert answer.status_code == 200, answer.text
+                return int(answer.json()["model_version"]), answer.json()["outputs"][0]["data"]
+
+            version, values = served()
+            assert version == by_format["onnx"]
+            predictions = api.post("/v1/models/iris-prod:predict", json={"instances": rows}).json()["predictions"]
+            mlflow = api.post("/mlflow/iris-prod/invocations", json={"inputs": rows}).json()["predictions"]
+            assert [x for row in predictions for x in row] == [x for row in mlflow for x in row] == values
+            promoted = api.post("/api/v1/endpoints/iris-prod/promote", json={"version": by_format["tflite"]})
+            assert promoted.status_code == 201, promoted.text
+            deadline = time.monotonic() + 10
+            while (answer := served())[0] != by_format["tflite"]:
+                assert time.monotonic() < deadline, "the promote never reached the data plane"
+                time.sleep(0.05)
+            assert answer[1] == pytest.approx(values, abs=1e-5)  # the TFLite conversion passed parity
+            assert api.post("/api/v1/endpoints/iris-prod/rollback", json={}).status_code == 201
+            deadline = time.monotonic() + 10
+            while served()[0] != by_format["onnx"]:
+                assert time.monotonic() < deadline, "the rollback never reached the data plane"
+                time.sleep(0.05)
+
         with sqlite3.connect(tmp_path / "var" / "db.sqlite3") as db:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert (tmp_path / "var" / "broker").is_dir()
