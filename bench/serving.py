@@ -42,14 +42,14 @@ CONCURRENCY = (1, 8, 32)
 MLFLOW_REQ_S = {1: 420.0, 8: 590.0}
 
 
-def build_iris(path: Path) -> np.ndarray:
+def build_iris(path: Path, regularization: float = 1.0) -> np.ndarray:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
     x, y = load_iris(return_X_y=True)
-    model = LogisticRegression(max_iter=500, random_state=0).fit(x, y)
+    model = LogisticRegression(C=regularization, max_iter=500, random_state=0).fit(x, y)
     onx = convert_sklearn(
         model, initial_types=[("x", FloatTensorType([None, 4]))], options={id(model): {"zipmap": False}}
     )
@@ -57,11 +57,11 @@ def build_iris(path: Path) -> np.ndarray:
     return x[:1].astype(np.float32)
 
 
-def build_mlp(path: Path) -> np.ndarray:
+def build_mlp(path: Path, hidden: int = 512) -> np.ndarray:
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    sizes = [784, 512, 512, 10]
+    sizes = [784, hidden, hidden, 10]
     nodes, inits = [], []
     last = "x"
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
@@ -192,20 +192,24 @@ def main() -> None:
 
     django.setup()
 
-    models = {"iris": workdir / "iris.onnx", "mlp": workdir / "mlp.onnx"}
-    inputs = {"iris": build_iris(models["iris"]), "mlp": build_mlp(models["mlp"])}
+    models = {"iris": workdir / "iris.onnx", "mlp": workdir / "mlp.onnx", "mlp-wide": workdir / "mlp-wide.onnx"}
+    inputs = {
+        "iris": build_iris(models["iris"]),
+        "mlp": build_mlp(models["mlp"]),
+        "mlp-wide": build_mlp(models["mlp-wide"], hidden=2048),
+    }
     rows: list[dict[str, Any]] = []
 
     def record(model: str, system: str, concurrency: int, result: LoadResult, **extra: Any) -> None:
         row = {"model": model, "system": system, "concurrency": concurrency, **result.summary(), **extra}
         rows.append(row)
         print(
-            f"{model:5} {system:34} c={concurrency:<3} {row['req_per_s']:>9.1f} req/s  p50 {row['p50_ms']:7.3f} ms"
+            f"{model:8} {system:34} c={concurrency:<3} {row['req_per_s']:>9.1f} req/s  p50 {row['p50_ms']:7.3f} ms"
             f"  p99 {row['p99_ms']:7.3f} ms  non-2xx {row['non_2xx']}",
             flush=True,
         )
 
-    for model in models if not options.modeldeck_only else ():
+    for model in ("iris", "mlp") if not options.modeldeck_only else ():
         for c in CONCURRENCY:
             record(
                 model, "onnxruntime in-process (limit)", c, raw_onnxruntime(models[model], inputs[model], c, seconds)
@@ -251,14 +255,15 @@ def main() -> None:
                 for name in (model, f"{model}-batched"):
                     made = api.post("/api/v1/endpoints", json={"name": name, "model": f"bench/{model}", "version": 1})
                     assert made.status_code == 201, made.text
-            patched = api.patch("/api/v1/endpoints/mlp-batched", json={"max_batch_size": 32, "max_queue_delay_ms": 2})
-            assert patched.status_code == 200, patched.text
+            for name in ("mlp-batched", "mlp-wide-batched"):
+                patched = api.patch(f"/api/v1/endpoints/{name}", json={"max_batch_size": 32, "max_queue_delay_ms": 2})
+                assert patched.status_code == 200, patched.text
             for model in models:
                 for name in (model, f"{model}-batched"):
                     _wait_ready(api, name)
             check = api.post("/v2/models/iris/infer", content=infer_body(inputs["iris"]))
             assert check.status_code == 200, check.text
-        for model in models:
+        for model in ("iris", "mlp"):
             for c in CONCURRENCY:
                 body = infer_body(inputs[model])
                 record(
@@ -267,9 +272,15 @@ def main() -> None:
         body = infer_body(inputs["mlp"])
         path = "/v2/models/mlp-batched/infer"
         record("mlp", "ModelDeck /v2 JSON, batching 32/2ms", 32, http_load(port, path, body, 32, auth))
-        body, binary = binary_body(inputs["mlp"])
-        for name, label in (("mlp", "ModelDeck /v2 binary, token"), ("mlp-batched", "ModelDeck /v2 binary, batching")):
-            record("mlp", label, 32, http_load(port, f"/v2/models/{name}/infer", body, 32, {**auth, **binary}))
+        for model in ("mlp", "mlp-wide"):
+            body, binary = binary_body(inputs[model])
+            for name, label in (
+                (model, "ModelDeck /v2 binary, token"),
+                (f"{model}-batched", "ModelDeck /v2 binary, batching"),
+            ):
+                record(model, label, 32, http_load(port, f"/v2/models/{name}/infer", body, 32, {**auth, **binary}))
+        propagation = _promote_to_served(api_base=base, auth=auth, workdir=workdir, x=inputs["iris"])
+        print(f"promote -> first answer from the new version: {propagation * 1000:.1f} ms", flush=True)
 
     # The process model: why `uvicorn --workers 2` showed a flat 44 ms p50 (see README).
     for loop_name in ("asyncio", "uvloop") if not options.modeldeck_only else ():
@@ -293,10 +304,33 @@ def main() -> None:
         _report(rows)
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(
-        json.dumps({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "rows": rows}, indent=2)
+        json.dumps(
+            {
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "rows": rows,
+                "promote_to_served_ms": round(propagation * 1000, 1),
+            },
+            indent=2,
+        )
     )
     print(f"\nwritten: {options.out}")
     subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+
+def _promote_to_served(*, api_base: str, auth: dict[str, str], workdir: Path, x: np.ndarray) -> float:
+    """Upload a second iris version, promote it, and time until the data plane answers from it."""
+    path = workdir / "iris-v2.onnx"
+    build_iris(path, regularization=0.1)
+    with httpx.Client(base_url=api_base, headers=auth, timeout=60) as api:
+        with path.open("rb") as handle:
+            assert (
+                api.post("/api/v1/models/bench/iris/versions", files={"file": ("iris.onnx", handle)}).status_code == 201
+            )
+        started = time.perf_counter()
+        assert api.post("/api/v1/endpoints/iris/promote", json={"version": 2}).status_code == 201
+        while api.post("/v2/models/iris/infer", content=infer_body(x)).json()["model_version"] != "2":
+            pass
+        return time.perf_counter() - started
 
 
 def _wait_tcp(port: int) -> None:
@@ -332,7 +366,11 @@ def _report(rows: list[dict[str, Any]]) -> None:
     mlflow = MLFLOW_REQ_S[8]
     print(f"  iris c=8 throughput vs MLflow's measured {mlflow:.0f} req/s: {md8 / mlflow:.2f}x (target >= 3x)")
     print(f"  iris c=1 p50 vs the minimal app: {md1 / min1:.2f}x (target <= 1.5x)")
-    print(f"  mlp c=32 batching on vs off: {on / off:.2f}x (target >= 2x)")
+    print(f"  mlp c=32 batching on vs off, JSON: {on / off:.2f}x (target >= 2x)")
+    for model in ("mlp", "mlp-wide"):
+        off = pick(model, "ModelDeck /v2 binary, token", 32)["req_per_s"]
+        on = pick(model, "ModelDeck /v2 binary, batching", 32)["req_per_s"]
+        print(f"  {model} c=32 batching on vs off, binary tensors: {on / off:.2f}x")
 
 
 if __name__ == "__main__":
