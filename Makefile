@@ -35,6 +35,7 @@ pytest:
 bench: install
 	$(VENV)/python bench/bench_token_auth.py
 	$(VENV)/python bench/upload.py
+	$(VENV)/python bench/serving.py
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

@@ -32,6 +32,11 @@ def test_deploy_then_promote_canary_and_rollback_from_the_pages(dev_client) -> N
     assert response.status_code == 302 and response["Location"] == "/endpoints/iris-staging/"
     page = dev_client.get("/endpoints/iris-staging/").content.decode()
     assert "Live: release #1" in page and "Promote v2" in page and "Roll back" not in page
+    # How to call it, over each protocol.
+    assert "POST http://testserver/v2/models/iris-staging/infer" in page
+    assert "POST http://testserver/v1/models/iris-staging:predict" in page
+    assert "POST http://testserver/mlflow/iris-staging/invocations" in page
+    assert "Dynamic batching: off." in page
 
     assert dev_client.post("/endpoints/iris-staging/", {"operation": "promote", "version": "2"}).status_code == 302
     assert (
