@@ -262,20 +262,21 @@ _TF_MODEL = rf"^/v1/models/{_NAME}(?:/versions/(?P<version>[^/:]+)|/labels/(?P<l
 
 
 def _routes() -> list[tuple[re.Pattern[str], dict[str, Handler]]]:
+    # Tried in order: the inference paths first, they are nearly all the traffic.
     table: list[tuple[str, dict[str, Callable[[Request], object]]]] = [
+        (_V2_MODEL + r"/infer$", {"POST": v2_infer}),
+        (_TF_MODEL + r":predict$", {"POST": tfserving_predict}),
+        (rf"^/mlflow/{_NAME}/invocations$", {"POST": mlflow_invocations}),
         (r"^/v2/?$", {"GET": v2_server_metadata}),
         (r"^/v2/health/live$", {"GET": v2_live}),
         (r"^/v2/health/ready$", {"GET": v2_ready}),
         (_V2_MODEL + r"$", {"GET": v2_model_metadata}),
         (_V2_MODEL + r"/ready$", {"GET": v2_model_ready}),
-        (_V2_MODEL + r"/infer$", {"POST": v2_infer}),
         (_TF_MODEL + r"$", {"GET": tfserving_status}),
         (_TF_MODEL + r"/metadata$", {"GET": tfserving_metadata}),
-        (_TF_MODEL + r":predict$", {"POST": tfserving_predict}),
         (_TF_MODEL + r"(?P<op>:classify|:regress)$", {"POST": tfserving_unsupported}),
         (rf"^/mlflow/{_NAME}/(?:ping|health)$", {"GET": mlflow_ping}),
         (rf"^/mlflow/{_NAME}/version$", {"GET": mlflow_version}),
-        (rf"^/mlflow/{_NAME}/invocations$", {"POST": mlflow_invocations}),
     ]
     return [(re.compile(pattern), methods) for pattern, methods in table]  # type: ignore[misc]
 

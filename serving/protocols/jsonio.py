@@ -1,15 +1,18 @@
-"""Parse request JSON fast (orjson), with the standard library's parser for what orjson refuses.
+"""JSON on the hot path: orjson where it gives the same answer as the standard library, `json` where it would not.
 
 orjson parses a 784-float body about six times faster than `json`, but it rejects `NaN` / `Infinity` (which TF
 Serving clients send) and integers beyond 64 bits; those bodies, and invalid ones, go to `json.loads`, so accepted
-documents and error messages are exactly the standard library's.
+documents and error messages are exactly the standard library's. When writing, orjson would turn NaN and
+Infinity into `null`: answers holding them are written by `json.dumps`, which keeps them.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import orjson
 
 
@@ -19,3 +22,10 @@ def json_loads(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         return json.loads(body)
+
+
+def json_dumps(document: Any, arrays: Iterable[np.ndarray] = ()) -> bytes:
+    """Write compact JSON; `arrays` are the tensors the document was built from (any NaN/Infinity: `json` writes it)."""
+    if all(array.dtype.kind != "f" or np.isfinite(array).all() for array in arrays):
+        return orjson.dumps(document)
+    return json.dumps(document, separators=(",", ":")).encode()

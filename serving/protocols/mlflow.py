@@ -14,7 +14,7 @@ import numpy as np
 
 from registry.formats.base import Signature, TensorSpec
 from serving.protocols.errors import ProtocolError
-from serving.protocols.jsonio import json_loads
+from serving.protocols.jsonio import json_dumps, json_loads
 from serving.protocols.tensors import inputs_check, names_text, shape_text, tensor_from_data
 from serving.protocols.tfserving import tfserving_inputs_parse, tfserving_instances_parse
 
@@ -235,7 +235,7 @@ def mlflow_response_encode(outputs: dict[str, np.ndarray]) -> bytes:
     """Encode `{"predictions": rows}` for one output, `{"predictions": {name: rows}}` for several."""
     values = {name: _jsonable(np.asarray(array)) for name, array in outputs.items()}
     predictions = next(iter(values.values())) if len(values) == 1 else values
-    return json.dumps({"predictions": predictions}, separators=_COMPACT).encode()
+    return json_dumps({"predictions": predictions}, (np.asarray(array) for array in outputs.values()))
 
 
 def _jsonable(array: np.ndarray) -> Any:

@@ -10,7 +10,7 @@ import numpy as np
 
 from registry.formats.base import Signature, TensorSpec
 from serving.protocols.errors import ProtocolError
-from serving.protocols.jsonio import json_loads
+from serving.protocols.jsonio import json_dumps, json_loads
 from serving.protocols.tensors import input_spec, inputs_check, is_b64_object, names_text, tensor_from_data
 
 SIGNATURE_NAME = "serving_default"
@@ -135,12 +135,12 @@ def tfserving_response_encode(outputs: dict[str, np.ndarray], style: str) -> byt
     values = {name: _jsonable(name, np.asarray(array)) for name, array in outputs.items()}
     if style == "columnar":
         if len(values) == 1:
-            return _dumps({"outputs": next(iter(values.values()))})
-        return _dumps({"outputs": values})
+            return _dumps({"outputs": next(iter(values.values()))}, outputs)
+        return _dumps({"outputs": values}, outputs)
     if style != "row":
         raise ValueError(f"unknown TF Serving response style {style!r}")
     if len(values) == 1:
-        return _dumps({"predictions": next(iter(values.values()))})
+        return _dumps({"predictions": next(iter(values.values()))}, outputs)
     batch: tuple[str, int] | None = None
     for name, array in outputs.items():
         if np.ndim(array) == 0:
@@ -156,7 +156,9 @@ def tfserving_response_encode(outputs: dict[str, np.ndarray], style: str) -> byt
             )
         batch = (name, size)
     rows = batch[1] if batch is not None else 0
-    return _dumps({"predictions": [{name: value[row] for name, value in values.items()} for row in range(rows)]})
+    return _dumps(
+        {"predictions": [{name: value[row] for name, value in values.items()} for row in range(rows)]}, outputs
+    )
 
 
 def _jsonable(name: str, array: np.ndarray) -> Any:
@@ -181,8 +183,8 @@ def _string_value(value: Any, as_b64: bool) -> Any:
     return {"b64": base64.b64encode(raw).decode("ascii")}
 
 
-def _dumps(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, separators=_COMPACT).encode()
+def _dumps(document: dict[str, Any], outputs: dict[str, np.ndarray]) -> bytes:
+    return json_dumps(document, (np.asarray(array) for array in outputs.values()))
 
 
 def tfserving_status(versions: list[str]) -> dict[str, Any]:

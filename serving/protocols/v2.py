@@ -12,7 +12,7 @@ import numpy as np
 
 from registry.formats.base import DATATYPE_TO_NUMPY, NUMPY_TO_DATATYPE, Signature, TensorSpec
 from serving.protocols.errors import ProtocolError
-from serving.protocols.jsonio import json_loads
+from serving.protocols.jsonio import json_dumps, json_loads
 from serving.protocols.tensors import (
     input_spec,
     inputs_check,
@@ -281,7 +281,7 @@ def v2_response_encode(
     if request.id is not None:
         response["id"] = request.id
     response["outputs"] = entries
-    header = json.dumps(response, separators=_COMPACT).encode()
+    header = json_dumps(response, (np.asarray(outputs[name]) for name in request.outputs))
     if not any(name in request.binary_outputs for name in request.outputs):
         return header, {"content-type": "application/json"}
     return b"".join([header, *chunks]), {
@@ -290,10 +290,14 @@ def v2_response_encode(
     }
 
 
+# Keyed by dtype itself: `dtype.name` is a slow Python-level property, and this runs per output per request.
+_DATATYPE_OF_DTYPE = {np.dtype(t): name for name, t in DATATYPE_TO_NUMPY.items() if name != "BYTES"}
+
+
 def _output_datatype(name: str, array: np.ndarray) -> str:
     if array.dtype.kind in "OUS":
         return "BYTES"
-    datatype = NUMPY_TO_DATATYPE.get(array.dtype.name)
+    datatype = _DATATYPE_OF_DTYPE.get(array.dtype) or NUMPY_TO_DATATYPE.get(array.dtype.name)
     if datatype is None:
         raise ProtocolError(f"output '{name}' has numpy dtype {array.dtype}, which V2 cannot carry", status=500)
     return datatype
