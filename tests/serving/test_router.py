@@ -13,7 +13,7 @@ from asgiref.sync import sync_to_async
 
 from deployments.services import endpoint_update, release_promote, release_rollback
 from registry.formats.base import Signature
-from serving.router import router_get
+from serving.router import Router, router_get
 from serving.runtime_cache import RuntimeCache, VersionKey
 from teams.choices import Role
 from teams.permissions import Actor
@@ -61,6 +61,19 @@ def test_follows_promote_and_rollback_and_keeps_the_previous_primary_warm(deploy
     wait_for(lambda: router.state.routes["iris"].primary.key.number == 1)
     assert router.cache.loaded_ids == loads
     assert router.state.routes["iris"].release == 3
+
+
+def test_another_process_follows_through_the_release_stamp_alone(deployed: Deployed, releaser) -> None:
+    """A router that no signal wakes (as in another web process) sees the change through the polled stamp."""
+    elsewhere = Router(RuntimeCache(budget_bytes=2**30), poll_seconds=0.05)
+    elsewhere.start()
+    try:
+        wait_for(lambda: "iris" in elsewhere.state.routes)
+        release_promote(actor=releaser, endpoint=deployed.private, version=deployed.versions[2])
+        wait_for(lambda: elsewhere.state.routes["iris"].primary.key.number == 2)
+        assert elsewhere.cache.loaded_ids == [deployed.versions[1].pk, deployed.versions[2].pk]
+    finally:
+        elsewhere.stop()
 
 
 async def test_a_release_that_cannot_load_leaves_the_previous_one_serving(
