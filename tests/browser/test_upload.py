@@ -27,6 +27,8 @@ def test_upload_through_the_page(browser: Browser, live_server, tmp_path, artifa
     page.fill("input[name=name]", "iris")
     page.get_by_role("button", name="Create model").click()
     expect(page).to_have_url(f"{live_server.url}/teams/alpha/models/iris/")
+    # The URL changes before the page's scripts run; a file chosen before upload.js listens would go nowhere.
+    page.wait_for_load_state("load")
 
     # A file that is not a model: the error is shown, nothing is stored.
     junk = tmp_path / "junk.onnx"
