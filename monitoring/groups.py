@@ -5,3 +5,7 @@ from __future__ import annotations
 
 def team_group(slug: str) -> str:
     return f"team.{slug}"
+
+
+def endpoint_group(name: str) -> str:
+    return f"endpoint.{name}"

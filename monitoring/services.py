@@ -2,12 +2,52 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.utils import timezone
 
-from monitoring.models import WorkerHeartbeat
+from deployments.models import Endpoint
+from monitoring.models import MetricMinute, WorkerHeartbeat
+from monitoring.recorder import Series, SeriesKey
 
 
 def worker_heartbeat_record(*, worker: str) -> WorkerHeartbeat:
     """Note that a worker is alive now."""
     heartbeat, _ = WorkerHeartbeat.objects.update_or_create(worker=worker, defaults={"last_seen": timezone.now()})
     return heartbeat
+
+
+def metric_minutes_save(*, minutes: dict[tuple[SeriesKey, datetime], Series], process: str) -> int:
+    """Store one process's finished minutes (a retry of the same minute overwrites, never double counts)."""
+    names = {key[0] for key, _ in minutes}
+    endpoint_ids = dict(Endpoint.objects.filter(name__in=names).values_list("name", "pk"))
+    rows = [
+        MetricMinute(
+            endpoint_id=endpoint_ids[endpoint],
+            version=version,
+            role=role,
+            minute=minute,
+            process=process,
+            count=series.count,
+            errors=series.errors,
+            latency_sum=series.latency_sum,
+            rows=series.rows,
+            latency_buckets=series.latency_buckets,
+            codes={str(code): n for code, n in series.codes.items()},
+        )
+        for ((endpoint, version, role), minute), series in minutes.items()
+        if endpoint in endpoint_ids  # an endpoint deleted since keeps no history
+    ]
+    MetricMinute.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["endpoint", "version", "role", "minute", "process"],
+        update_fields=["count", "errors", "latency_sum", "rows", "latency_buckets", "codes"],
+    )
+    return len(rows)
+
+
+def metric_minutes_prune(*, older_than: timedelta) -> int:
+    """Delete minute rollups older than the retention."""
+    deleted, _ = MetricMinute.objects.filter(minute__lt=timezone.now() - older_than).delete()
+    return deleted

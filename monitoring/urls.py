@@ -6,4 +6,5 @@ from monitoring import views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics_response, name="metrics"),
 ]

@@ -1,16 +1,20 @@
-"""Health check for load balancers, orchestrators and `make run`'s own start-up wait."""
+"""Health check for load balancers, orchestrators and `make run`'s own start-up wait; Prometheus scrapes."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from monitoring.prometheus import metrics_exposition
 from monitoring.selectors import worker_status
 
 logger = logging.getLogger(__name__)
@@ -40,3 +44,22 @@ def healthz(request: HttpRequest) -> JsonResponse:
     # Workers are reported, not required: a web process serves inference with no worker running.
     checks["worker"] = worker_status() if checks["database"] == "ok" else {"status": "unknown"}
     return JsonResponse({"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503)
+
+
+@require_GET
+@never_cache
+def metrics_response(request: HttpRequest) -> HttpResponse:
+    """Serve every process's Prometheus metrics; with MODELDECK_METRICS_TOKEN set, only to that bearer token."""
+    token: str = settings.MODELDECK_METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "")
+        # Constant time: the comparison must not tell a guesser how much of the token was right.
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            response = HttpResponse(
+                "A valid scrape token is required: Authorization: Bearer <MODELDECK_METRICS_TOKEN>.\n",
+                status=401,
+                content_type="text/plain; charset=utf-8",
+            )
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    return HttpResponse(metrics_exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+
+from monitoring.flusher import flusher
+from monitoring.recorder import recorder
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,8 @@ class Request:
     headers: dict[str, str]
     body: bytes = b""
     params: dict[str, str] = field(default_factory=dict)
+    # Set by an inference handler once it knows the version: (endpoint, version number, role, rows) to record.
+    metric: tuple[str, int, str, int] | None = None
 
 
 @dataclass
@@ -57,6 +63,7 @@ class DataPlane:
         self.app = app
         self.routes = routes
         self.max_body = settings.MODELDECK_MAX_INFER_BYTES
+        recorder.enabled = settings.MODELDECK_RECORD_INFERENCE
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -65,13 +72,18 @@ class DataPlane:
         if scope["type"] != "http" or not scope["path"].startswith(PREFIXES):
             await self.app(scope, receive, send)
             return
-        response = await self._respond(scope, receive)
+        started = time.perf_counter()
+        response, request = await self._respond(scope, receive)
+        elapsed = time.perf_counter() - started
         headers = [(b"content-length", str(len(response.body)).encode())]
         headers.extend((name.encode(), value.encode("latin-1")) for name, value in response.headers.items())
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
+        if request is not None and request.metric is not None:
+            endpoint, version, role, rows = request.metric
+            recorder.record(endpoint, version, role, response.status, elapsed, rows)
 
-    async def _respond(self, scope: Scope, receive: Receive) -> Response:
+    async def _respond(self, scope: Scope, receive: Receive) -> tuple[Response, Request | None]:
         from serving.views import error_response
 
         path: str = scope["path"]
@@ -81,21 +93,20 @@ class DataPlane:
                 continue
             handler = methods.get(scope["method"])
             if handler is None:
-                return error_response(
-                    path, 405, f"{scope['method']} is not allowed on {path}; use {', '.join(methods)}"
-                )
+                allowed = ", ".join(methods)
+                return error_response(path, 405, f"{scope['method']} is not allowed on {path}; use {allowed}"), None
             headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
             try:
                 body = await self._body(headers, receive) if scope["method"] == "POST" else b""
             except BodyTooLarge:
-                return error_response(path, 413, f"the request body is larger than {self.max_body} bytes")
+                return error_response(path, 413, f"the request body is larger than {self.max_body} bytes"), None
             request = Request(scope["method"], path, headers, body, {k: v for k, v in match.groupdict().items() if v})
             try:
-                return await handler(request)
+                return await handler(request), request
             except Exception:  # a bug must still answer in the protocol's shape, and be logged
                 logger.exception("data plane error on %s %s", scope["method"], path)
-                return error_response(path, 500, "internal error; the server log has the details")
-        return error_response(path, 404, f"no inference API at {path}")
+                return error_response(path, 500, "internal error; the server log has the details"), request
+        return error_response(path, 404, f"no inference API at {path}"), None
 
     async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
         declared = headers.get("content-length")
@@ -121,8 +132,10 @@ class DataPlane:
             if message["type"] == "lifespan.startup":
                 # Load every live endpoint before the first request, and follow the control plane from now on.
                 router_get().start()
+                flusher.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 router_get().stop()
+                await flusher.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from monitoring.prometheus import model_load_observe
 from registry.formats.base import Signature
 from registry.storage import artifact_local_path
 from serving.runtimes import runtime_load
@@ -86,6 +87,7 @@ class RuntimeCache:
             with artifact_local_path(key.artifact_key) as path:
                 runtime = runtime_load(key.format, path, key.signature)
             load_seconds = time.perf_counter() - started
+            model_load_observe(format=key.format, seconds=load_seconds)
             memory = max(key.size, _rss_bytes() - rss_before)
             loaded = LoadedVersion(
                 key=key,

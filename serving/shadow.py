@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from monitoring.recorder import recorder
 from serving.runtime_cache import LoadedVersion
 
 logger = logging.getLogger(__name__)
@@ -80,13 +84,22 @@ class ShadowRecorder:
                 self._stats(endpoint, version.key.number).dropped += 1
                 return
             self._pending += 1
-        self._executor.submit(self._compare, endpoint, version, inputs, outputs)
+        loop = asyncio.get_running_loop()
+        self._executor.submit(self._compare, endpoint, version, inputs, outputs, loop)
 
     def _compare(
-        self, endpoint: str, version: LoadedVersion, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
+        self,
+        endpoint: str,
+        version: LoadedVersion,
+        inputs: dict[str, np.ndarray],
+        outputs: dict[str, np.ndarray],
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
+        started = time.perf_counter()
+        status = 500
         try:
             shadow_outputs = version.runtime.run(inputs)
+            status = 200
             disagree, diff = outputs_disagree(outputs, shadow_outputs)
             with self._lock:
                 stats = self._stats(endpoint, version.key.number)
@@ -100,6 +113,11 @@ class ShadowRecorder:
         finally:
             with self._lock:
                 self._pending -= 1
+            # The recorder belongs to the event loop's thread: hand the numbers over rather than touch it here.
+            rows = int(next(iter(inputs.values())).shape[0]) if inputs else 0
+            number, elapsed = version.key.number, time.perf_counter() - started
+            with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
+                loop.call_soon_threadsafe(recorder.record, endpoint, number, "shadow", status, elapsed, rows)
 
     def snapshot(self, endpoint: str) -> dict[int, dict[str, Any]]:
         """The shadow counts of one endpoint, by version number."""
@@ -108,8 +126,6 @@ class ShadowRecorder:
 
     def drain(self, timeout: float = 5.0) -> None:
         """Wait until no shadow copy is pending (tests, shutdown)."""
-        import time
-
         deadline = time.monotonic() + timeout
         while self._pending and time.monotonic() < deadline:
             time.sleep(0.005)

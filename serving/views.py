@@ -125,6 +125,18 @@ def _runtime_error(exc: Exception, version: LoadedVersion) -> ProtocolError:
     return ProtocolError(f"v{version.key.number} failed to run: {type(exc).__name__}: {exc}", 500)
 
 
+def _role(route: Route, version: LoadedVersion) -> str:
+    if version is route.primary:
+        return "primary"
+    return "canary" if version is route.canary else "shadow"
+
+
+def _measure(request: Request, route: Route, version: LoadedVersion, inputs: dict[str, np.ndarray] | None) -> None:
+    """Tell the front door what to record for this request (it knows the status and the time)."""
+    rows = int(next(iter(inputs.values())).shape[0]) if inputs and next(iter(inputs.values())).ndim else 0
+    request.metric = (route.endpoint, version.key.number, _role(route, version), rows)
+
+
 def _versions(route: Route) -> list[str]:
     return sorted({str(v.key.number) for v in route.live()}, key=int)
 
@@ -173,12 +185,14 @@ async def v2_model_ready(request: Request) -> Response:
 async def v2_infer(request: Request) -> Response:
     route = await _route(request)
     version, picked = _version(route, request)
+    _measure(request, route, version, None)
     header_length = request.headers.get("inference-header-content-length")
     if header_length is not None and not header_length.isdigit():
         raise ProtocolError("Inference-Header-Content-Length must be a number of bytes")
     parsed = v2.v2_request_parse(
         request.body, version.key.signature, int(header_length) if header_length is not None else None
     )
+    _measure(request, route, version, parsed.inputs)
     outputs = await _run(route, version, picked, parsed.inputs)
     body, headers = v2.v2_response_encode(
         model_name=route.endpoint, model_version=str(version.key.number), request=parsed, outputs=outputs
@@ -216,7 +230,9 @@ async def tfserving_metadata(request: Request) -> Response:
 async def tfserving_predict(request: Request) -> Response:
     route = await _route(request)
     version, picked = _version(route, request)
+    _measure(request, route, version, None)
     inputs, style = tfserving.tfserving_request_parse(request.body, version.key.signature)
+    _measure(request, route, version, inputs)
     outputs = await _run(route, version, picked, inputs)
     headers = {**JSON, "x-modeldeck-version": str(version.key.number)}
     return Response(200, tfserving.tfserving_response_encode(outputs, style), headers)
@@ -248,7 +264,9 @@ async def mlflow_version(request: Request) -> Response:
 async def mlflow_invocations(request: Request) -> Response:
     route = await _route(request)
     version, picked = route.pick(), True
+    _measure(request, route, version, None)
     inputs = mlflow.mlflow_request_parse(request.body, request.headers.get("content-type"), version.key.signature)
+    _measure(request, route, version, inputs)
     outputs = await _run(route, version, picked, inputs)
     headers = {**JSON, "x-modeldeck-version": str(version.key.number)}
     return Response(200, mlflow.mlflow_response_encode(outputs), headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "worker-heartbeat": {"task": "monitoring.tasks.worker_heartbeat", "schedule": 10.0},
     "artifact-orphans": {"task": "registry.tasks.artifact_orphans_delete_task", "schedule": 3600.0},
     "jobs-reap": {"task": "registry.tasks.jobs_reap_task", "schedule": 30.0},
+    "metric-minutes-prune": {"task": "monitoring.tasks.metric_minutes_prune_task", "schedule": 3600.0},
 }
 
 # --- auth, sessions, security -------------------------------------------------------------------
@@ -216,6 +218,12 @@ MODELDECK_ZIP_MAX_RATIO = env.int("MODELDECK_ZIP_MAX_RATIO", default=200)
 # How long a worker heartbeat may be old before /healthz reports the worker as stale.
 MODELDECK_WORKER_STALE_SECONDS = env.int("MODELDECK_WORKER_STALE_SECONDS", default=60)
 
+# --- monitoring ----------------------------------------------------------------------------------
+# Per-minute inference history kept in the database.
+MODELDECK_METRICS_RETENTION_DAYS = env.int("MODELDECK_METRICS_RETENTION_DAYS", default=30)
+# Record every inference (live stream, Prometheus, history); off only to measure what recording costs.
+MODELDECK_RECORD_INFERENCE = env.bool("MODELDECK_RECORD_INFERENCE", default=True)
+
 # --- serving (the data plane) ---------------------------------------------------------------------
 # Web (uvicorn) processes `make run` starts; more than one needs REDIS_URL (shared cache and channel layer).
 MODELDECK_WEB_WORKERS = env.int("MODELDECK_WEB_WORKERS", default=1)
@@ -227,6 +235,21 @@ MODELDECK_MAX_INFER_BYTES = env.int("MODELDECK_MAX_INFER_BYTES", default=64 * 10
 MODELDECK_SERVING_POLL_SECONDS = env.float("MODELDECK_SERVING_POLL_SECONDS", default=0.2)
 # Verified API tokens are remembered this long per process (a revoked token stops working within it).
 MODELDECK_SERVING_TOKEN_TTL_SECONDS = env.float("MODELDECK_SERVING_TOKEN_TTL_SECONDS", default=5.0)
+# Prometheus (/metrics): every process writes its metrics to files in this folder and a scrape sums them
+# (prometheus_client's multiprocess mode, which reads PROMETHEUS_MULTIPROC_DIR when it is first imported, so it is
+# set here, before any module imports it). `make run` empties the folder before it starts the processes.
+# An explicit PROMETHEUS_MULTIPROC_DIR (prometheus_client's own name) is honoured as the default.
+MODELDECK_PROMETHEUS_DIR = Path(
+    env.str(
+        "MODELDECK_PROMETHEUS_DIR",
+        default=env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus")),
+    )
+).resolve()
+MODELDECK_PROMETHEUS_DIR.mkdir(parents=True, exist_ok=True)
+# Assigned, not defaulted: the folder prometheus_client writes to must be the one `make run` empties.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(MODELDECK_PROMETHEUS_DIR)
+# When set, /metrics answers only `Authorization: Bearer <this token>` (set it in production); empty: open.
+MODELDECK_METRICS_TOKEN: str = env.str("MODELDECK_METRICS_TOKEN", default="")
 
 LOGGING = {
     "version": 1,

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # The suite runs against real services; these defaults match the machine's and CI's.
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# Prometheus' multiprocess files of a test run go to a folder of their own, not the developer's var/.
+os.environ.setdefault("MODELDECK_PROMETHEUS_DIR", tempfile.mkdtemp(prefix="modeldeck-test-prometheus-"))
 
 from config.settings.base import *  # noqa: F403
 

@@ -84,6 +84,9 @@ class Command(BaseCommand):
                 settings.CELERY_BEAT_SCHEDULE_FILENAME,
             ],
         }
+        # prometheus_client's multiprocess mode sums every file in the folder: an earlier run's would count twice.
+        for stale in settings.MODELDECK_PROMETHEUS_DIR.glob("*.db"):
+            stale.unlink(missing_ok=True)
         stack = ProcessStack(self.stdout.write)
         stack.start(commands)
         url = f"http://{host}:{port}/"

@@ -1,0 +1,150 @@
+"""Once a second, take the recorder's window and publish it: live stream, Prometheus, and minute rollups.
+
+Runs as an asyncio task on the web process's event loop (the recorder's thread), so swapping the window needs no
+lock. Nothing here can fail a request: a channel layer (Redis) that is away costs that second's live message,
+counted in `gaps`; a database that is away keeps the finished minutes for the next try (up to an hour of them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from monitoring.publish import endpoint_metrics_publish
+from monitoring.recorder import Recorder, Series, SeriesKey, recorder
+from monitoring.services import metric_minutes_save
+
+logger = logging.getLogger(__name__)
+
+MAX_PENDING_MINUTES = 60 * 50  # about an hour of minutes for a few dozen series, if the database stays away
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 4)
+
+
+def window_payload(endpoint: str, second: int, process: str, series: dict[SeriesKey, Series]) -> dict[str, Any]:
+    """The live message for one endpoint's second (what /ws/endpoints/{name}/ sends)."""
+    return {
+        "endpoint": endpoint,
+        "second": second,
+        "process": process,
+        "versions": [
+            {
+                "version": version,
+                "role": role,
+                "count": s.count,
+                "errors": s.errors,
+                "p50_ms": _ms(s.quantile(0.5)),
+                "p95_ms": _ms(s.quantile(0.95)),
+                "p99_ms": _ms(s.quantile(0.99)),
+                "mean_ms": _ms(s.latency_sum / s.count if s.count else None),
+                "rows": s.rows,
+                "codes": {str(code): n for code, n in sorted(s.codes.items())},
+            }
+            for (_, version, role), s in sorted(series.items())
+        ],
+    }
+
+
+def _minute_of(second: int) -> datetime:
+    return datetime.fromtimestamp(second - second % 60, tz=UTC)
+
+
+def _save_minutes(minutes: dict[tuple[SeriesKey, datetime], Series], process: str) -> None:
+    close_old_connections()
+    try:
+        metric_minutes_save(minutes=minutes, process=process)
+    finally:
+        close_old_connections()
+
+
+class Flusher:
+    """Publish the recorder's windows every second; write each finished minute to the database."""
+
+    def __init__(self, source: Recorder, process: str | None = None) -> None:
+        self.recorder = source
+        self.process = process or f"{socket.gethostname()}:{os.getpid()}"
+        self.gaps = 0
+        self._minutes: dict[tuple[SeriesKey, datetime], Series] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start flushing on the running loop (once)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="monitoring-flusher")
+
+    async def stop(self) -> None:
+        """Stop, publishing what is recorded and writing every minute, the current one included."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        await self.flush(time.time() + 1, final=True)
+
+    async def _run(self) -> None:
+        while True:
+            now = time.time()
+            await asyncio.sleep(1.0 - (now % 1.0))  # on whole seconds, so every process's seconds line up
+            try:
+                await self.flush(time.time())
+            except Exception:  # monitoring must never stop: log and go on with the next second
+                logger.exception("monitoring flush failed")
+
+    async def flush(self, now: float, final: bool = False) -> None:
+        """Publish the window that ended at `now` and write the minutes that are over."""
+        window = self.recorder.swap()
+        second = int(now) - 1  # the window holds what was answered during the second that just ended
+        if window:
+            await self._publish(second, window)
+            self._prometheus(window)
+            minute = _minute_of(second)
+            for key, series in window.items():
+                kept = self._minutes.get((key, minute))
+                if kept is None:
+                    self._minutes[(key, minute)] = series
+                else:
+                    kept.merge(series)
+        current = _minute_of(second)
+        finished = {k: v for k, v in self._minutes.items() if final or k[1] < current}
+        if finished:
+            try:
+                await sync_to_async(_save_minutes, thread_sensitive=False)(finished, self.process)
+            except Exception:
+                logger.warning("cannot store %d metric minutes yet; will retry", len(finished), exc_info=True)
+                if len(self._minutes) > MAX_PENDING_MINUTES:
+                    self._minutes.clear()
+                return
+            for done in finished:
+                self._minutes.pop(done, None)
+
+    async def _publish(self, second: int, window: dict[SeriesKey, Series]) -> None:
+        by_endpoint: dict[str, dict[SeriesKey, Series]] = {}
+        for key, series in window.items():
+            by_endpoint.setdefault(key[0], {})[key] = series
+        for endpoint, endpoint_series in by_endpoint.items():
+            try:
+                await endpoint_metrics_publish(
+                    endpoint=endpoint, metrics=window_payload(endpoint, second, self.process, endpoint_series)
+                )
+            except Exception:  # Redis away: serving goes on, the gap is counted
+                self.gaps += 1
+                logger.warning("live metrics for %s not published (gap %d)", endpoint, self.gaps, exc_info=True)
+
+    def _prometheus(self, window: dict[SeriesKey, Series]) -> None:
+        try:
+            from monitoring.prometheus import inference_add
+
+            inference_add(window)
+        except Exception:
+            logger.warning("prometheus update failed", exc_info=True)
+
+
+flusher = Flusher(recorder)

@@ -1,0 +1,106 @@
+"""Recording inference on the hot path: a few dict and list increments per request, no lock, no I/O.
+
+Every call comes from the web process's event loop thread (the data plane runs there; shadow copies finishing on
+their own threads hop onto the loop first), so no lock is needed and none is taken. Once a second the flusher
+swaps the current window out and publishes it (live stream, Prometheus, minute rollups).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+# Latency bucket upper bounds in seconds (Prometheus-style; the last bucket is +Inf).
+LATENCY_BOUNDS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+# Rows per request.
+BATCH_BOUNDS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+SeriesKey = tuple[str, int, str]  # (endpoint, version number, role: primary | canary | shadow)
+
+
+@dataclass(slots=True)
+class Series:
+    """One endpoint version's requests within one window."""
+
+    count: int = 0
+    errors: int = 0
+    latency_sum: float = 0.0
+    rows: int = 0
+    codes: dict[int, int] = field(default_factory=dict)
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
+    batch_buckets: list[int] = field(default_factory=lambda: [0] * (len(BATCH_BOUNDS) + 1))
+
+    def merge(self, other: Series) -> None:
+        self.count += other.count
+        self.errors += other.errors
+        self.latency_sum += other.latency_sum
+        self.rows += other.rows
+        for code, n in other.codes.items():
+            self.codes[code] = self.codes.get(code, 0) + n
+        for i, n in enumerate(other.latency_buckets):
+            self.latency_buckets[i] += n
+        for i, n in enumerate(other.batch_buckets):
+            self.batch_buckets[i] += n
+
+    def quantile(self, q: float) -> float | None:
+        """The latency below which a share `q` of requests fell, in seconds (bucket upper bound; None if empty)."""
+        if not self.count:
+            return None
+        target = q * self.count
+        seen = 0
+        for i, n in enumerate(self.latency_buckets):
+            seen += n
+            if seen >= target:
+                return LATENCY_BOUNDS[i] if i < len(LATENCY_BOUNDS) else float("inf")
+        return float("inf")
+
+
+class Recorder:
+    """The current window of per-version series; `record` on the loop thread, `swap` by the flusher (same thread)."""
+
+    def __init__(self) -> None:
+        self._window: dict[SeriesKey, Series] = {}
+        self.enabled = True
+
+    def record(self, endpoint: str, version: int, role: str, status: int, seconds: float, rows: int) -> None:
+        """Count one answered inference request."""
+        if not self.enabled:
+            return
+        key = (endpoint, version, role)
+        series = self._window.get(key)
+        if series is None:
+            series = self._window[key] = Series()
+        series.count += 1
+        if status >= 500:
+            series.errors += 1
+        series.latency_sum += seconds
+        series.rows += rows
+        codes = series.codes
+        codes[status] = codes.get(status, 0) + 1
+        series.latency_buckets[bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
+        series.batch_buckets[bisect.bisect_left(BATCH_BOUNDS, rows)] += 1
+
+    def swap(self) -> dict[SeriesKey, Series]:
+        """Hand over the current window and start a new one."""
+        window, self._window = self._window, {}
+        return window
+
+
+recorder = Recorder()
