@@ -43,6 +43,7 @@ def window_payload(endpoint: str, second: int, process: str, series: dict[Series
                 "role": role,
                 "count": s.count,
                 "errors": s.errors,
+                "disagreements": s.disagreements,
                 "p50_ms": _ms(s.quantile(0.5)),
                 "p95_ms": _ms(s.quantile(0.95)),
                 "p99_ms": _ms(s.quantile(0.99)),

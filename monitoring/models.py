@@ -25,6 +25,7 @@ class MetricMinute(models.Model):
     process = models.CharField(max_length=100)
     count = models.PositiveIntegerField()
     errors = models.PositiveIntegerField()
+    disagreements = models.PositiveIntegerField(default=0)  # shadow rows: answers unlike the primary's
     latency_sum = models.FloatField()
     rows = models.PositiveBigIntegerField()
     # Per-bucket counts over monitoring.recorder.LATENCY_BOUNDS (+Inf last), and {status code: count}.

@@ -41,6 +41,8 @@ class Series:
 
     count: int = 0
     errors: int = 0
+    # Shadow series only: answers that disagreed with the primary's for the same request.
+    disagreements: int = 0
     latency_sum: float = 0.0
     rows: int = 0
     codes: dict[int, int] = field(default_factory=dict)
@@ -50,6 +52,7 @@ class Series:
     def merge(self, other: Series) -> None:
         self.count += other.count
         self.errors += other.errors
+        self.disagreements += other.disagreements
         self.latency_sum += other.latency_sum
         self.rows += other.rows
         for code, n in other.codes.items():
@@ -79,8 +82,10 @@ class Recorder:
         self._window: dict[SeriesKey, Series] = {}
         self.enabled = True
 
-    def record(self, endpoint: str, version: int, role: str, status: int, seconds: float, rows: int) -> None:
-        """Count one answered inference request."""
+    def record(
+        self, endpoint: str, version: int, role: str, status: int, seconds: float, rows: int, disagreed: bool = False
+    ) -> None:
+        """Count one answered inference request (for a shadow copy, also whether it disagreed with the primary)."""
         if not self.enabled:
             return
         key = (endpoint, version, role)
@@ -90,6 +95,8 @@ class Recorder:
         series.count += 1
         if status >= 500:
             series.errors += 1
+        if disagreed:
+            series.disagreements += 1
         series.latency_sum += seconds
         series.rows += rows
         codes = series.codes

@@ -30,6 +30,7 @@ def metric_minutes_save(*, minutes: dict[tuple[SeriesKey, datetime], Series], pr
             process=process,
             count=series.count,
             errors=series.errors,
+            disagreements=series.disagreements,
             latency_sum=series.latency_sum,
             rows=series.rows,
             latency_buckets=series.latency_buckets,
@@ -42,7 +43,7 @@ def metric_minutes_save(*, minutes: dict[tuple[SeriesKey, datetime], Series], pr
         rows,
         update_conflicts=True,
         unique_fields=["endpoint", "version", "role", "minute", "process"],
-        update_fields=["count", "errors", "latency_sum", "rows", "latency_buckets", "codes"],
+        update_fields=["count", "errors", "disagreements", "latency_sum", "rows", "latency_buckets", "codes"],
     )
     return len(rows)
 

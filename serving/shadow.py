@@ -97,6 +97,7 @@ class ShadowRecorder:
     ) -> None:
         started = time.perf_counter()
         status = 500
+        disagree = False
         try:
             shadow_outputs = version.runtime.run(inputs)
             status = 200
@@ -117,7 +118,7 @@ class ShadowRecorder:
             rows = int(next(iter(inputs.values())).shape[0]) if inputs else 0
             number, elapsed = version.key.number, time.perf_counter() - started
             with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
-                loop.call_soon_threadsafe(recorder.record, endpoint, number, "shadow", status, elapsed, rows)
+                loop.call_soon_threadsafe(recorder.record, endpoint, number, "shadow", status, elapsed, rows, disagree)
 
     def snapshot(self, endpoint: str) -> dict[int, dict[str, Any]]:
         """The shadow counts of one endpoint, by version number."""

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
+import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -102,6 +103,9 @@ async def test_answers_are_recorded_per_version_and_role_with_their_status(
             seen.setdefault(key, Series()).merge(value)
     assert seen[("iris", 2, "shadow")].count == 1
     assert seen[("iris", 2, "shadow")].rows == 2
+    x = np.full((2, 4), 0.5, dtype=np.float32)
+    differs = bool((deployed.expected(1, x).argmax(axis=1) != deployed.expected(2, x).argmax(axis=1)).any())
+    assert seen[("iris", 2, "shadow")].disagreements == int(differs)
     assert seen[("iris", 1, "primary")].count == 1
 
 
@@ -133,6 +137,7 @@ async def test_flusher_publishes_each_second_and_stores_finished_minutes(deploye
                 "role": "primary",
                 "count": 2,
                 "errors": 0,
+                "disagreements": 0,
                 "p50_ms": 0.5,
                 "p95_ms": 0.5,
                 "p99_ms": 0.5,
