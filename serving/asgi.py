@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
+from monitoring.drift import drift_monitor
 from monitoring.flusher import flusher
 from monitoring.recorder import recorder
 
@@ -64,6 +65,7 @@ class DataPlane:
         self.routes = routes
         self.max_body = settings.MODELDECK_MAX_INFER_BYTES
         recorder.enabled = settings.MODELDECK_RECORD_INFERENCE
+        drift_monitor.sample_rate = settings.MODELDECK_DRIFT_SAMPLE_RATE if recorder.enabled else 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -82,6 +82,7 @@ def _version_key(version: ModelVersion) -> VersionKey:
         artifact_key=version.artifact_key,
         size=version.size,
         signature=Signature.from_dict(version.signature),
+        sample_key=version.sample_key,
     )
 
 

@@ -12,7 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from monitoring.prometheus import model_load_observe
+from monitoring.drift import DriftReference
 from registry.formats.base import Signature
+from registry.parity import sample_inputs
 from registry.storage import artifact_local_path
 from serving.runtimes import runtime_load
 from serving.runtimes.base import Runtime, warm_inputs
@@ -34,6 +36,7 @@ class VersionKey:
     artifact_key: str
     size: int
     signature: Signature
+    sample_key: str = ""  # the version's sample input, the reference for drift
 
 
 @dataclass
@@ -43,6 +46,7 @@ class LoadedVersion:
     memory_bytes: int
     load_seconds: float
     inline: bool
+    drift: DriftReference | None = None
 
 
 def _rss_bytes() -> int:
@@ -95,6 +99,7 @@ class RuntimeCache:
                 memory_bytes=memory,
                 load_seconds=load_seconds,
                 inline=_warm_latency(runtime) < INLINE_BELOW_SECONDS,
+                drift=_drift_reference(key),
             )
             with self._lock:
                 self._loaded[key.id] = loaded
@@ -133,6 +138,18 @@ class RuntimeCache:
     @property
     def memory_bytes(self) -> int:
         return sum(v.memory_bytes for v in list(self._loaded.values()))
+
+
+def _drift_reference(key: VersionKey) -> DriftReference | None:
+    """The drift reference from the version's sample input, if it has one (a bad sample only costs drift)."""
+    if not key.sample_key:
+        return None
+    try:
+        with artifact_local_path(key.sample_key) as path:
+            return DriftReference.from_sample(sample_inputs(path, key.signature))
+    except Exception:
+        logger.warning("no drift reference for v%s: its sample cannot be read", key.number, exc_info=True)
+        return None
 
 
 def _warm_latency(runtime: Runtime, runs: int = 5) -> float:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from monitoring.drift import drift_monitor
 from serving.asgi import Handler, Request, Response
 from serving.auth import bearer_token, token_cache
 from serving.protocols import mlflow, tfserving, v2
@@ -115,6 +116,7 @@ async def _run(
         raise _runtime_error(exc, version) from exc
     if picked and version is route.primary:
         router.shadow_copy(route, inputs, outputs)
+    drift_monitor.observe(route.endpoint, version.key.number, version.drift, inputs)
     return outputs
 
 

@@ -223,6 +223,8 @@ MODELDECK_WORKER_STALE_SECONDS = env.int("MODELDECK_WORKER_STALE_SECONDS", defau
 MODELDECK_METRICS_RETENTION_DAYS = env.int("MODELDECK_METRICS_RETENTION_DAYS", default=30)
 # Record every inference (live stream, Prometheus, history); off only to measure what recording costs.
 MODELDECK_RECORD_INFERENCE = env.bool("MODELDECK_RECORD_INFERENCE", default=True)
+# Share of requests whose inputs are binned for drift against the version's sample input.
+MODELDECK_DRIFT_SAMPLE_RATE = env.float("MODELDECK_DRIFT_SAMPLE_RATE", default=0.1)
 
 # --- serving (the data plane) ---------------------------------------------------------------------
 # Web (uvicorn) processes `make run` starts; more than one needs REDIS_URL (shared cache and channel layer).
