@@ -11,8 +11,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from monitoring.prometheus import model_load_observe
 from monitoring.drift import DriftReference
+from monitoring.prometheus import model_load_observe
 from registry.formats.base import Signature
 from registry.parity import sample_inputs
 from registry.storage import artifact_local_path
