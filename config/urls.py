@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/v1/", include("teams.urls")),
     path("api/v1/", include("registry.urls")),
     path("api/v1/", include("deployments.urls")),
+    path("api/v1/", include("monitoring.api_urls")),
     path("", include("monitoring.urls")),
     path("", include("serving.urls")),
     path("", include("teams.page_urls")),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -102,7 +104,7 @@ def endpoint_create(
     return endpoint
 
 
-def _audit(actor: Actor, release: Release, action: str, extra: dict[str, Any] | None = None) -> None:
+def _audit(actor: Actor | None, release: Release, action: str, extra: dict[str, Any] | None = None) -> None:
     audit_record(
         team=release.endpoint.team,
         actor=actor,
@@ -127,24 +129,53 @@ def _new_release(
     endpoint: Endpoint,
     action: str,
     reason: str,
-    build: Any,
+    build: Callable[[Release], dict[str, Any]],
 ) -> Release:
-    """Lock the endpoint, read its live release, and append the next one (promotes serialize, never interleave)."""
+    """Append the next release on behalf of a user who may change this endpoint."""
     _require_change(actor, endpoint)
+    release = _release_append(
+        actor=actor, user=actor.authenticated_user, endpoint=endpoint, action=action, reason=reason, build=build
+    )
+    assert release is not None  # `build` never declines here
+    return release
+
+
+def _release_append(
+    *,
+    actor: Actor | None,
+    user: User | None,
+    endpoint: Endpoint,
+    action: str,
+    reason: str,
+    build: Callable[[Release], dict[str, Any] | None],
+    audit_action: str = "",
+    audit_extra: dict[str, Any] | None = None,
+) -> Release | None:
+    """Lock the endpoint, read its live release, and append the next one (promotes serialize, never interleave).
+
+    `build` returns the new release's versions, or None to append nothing (the live release is not the expected one).
+    """
     with transaction.atomic():
         Endpoint.objects.select_for_update().filter(pk=endpoint.pk).exists()
         current = endpoint.releases.select_related("primary", "canary", "shadow").order_by("-number").first()
         assert current is not None  # every endpoint is created with release 1
         fields = build(current)
+        if fields is None:
+            return None
         release = Release.objects.create(
             endpoint=endpoint,
             number=current.number + 1,
             action=action,
-            actor=actor.authenticated_user,
+            actor=user,
             reason=reason,
             **fields,
         )
-        _audit(actor, release, f"endpoint.{action}", {"previous_release": current.number})
+        _audit(
+            actor,
+            release,
+            audit_action or f"endpoint.{action}",
+            {"previous_release": current.number, **(audit_extra or {})},
+        )
         release_stamp_bump()
     return release
 
@@ -221,18 +252,46 @@ def release_promote(
     return _new_release(actor=actor, endpoint=endpoint, action=action, reason=reason, build=build)
 
 
+def _rollback_fields(endpoint: Endpoint, current: Release) -> dict[str, Any]:
+    previous = endpoint.releases.filter(number=current.number - 1).first()
+    if previous is None:
+        raise ApplicationError("nothing_to_roll_back", f"'{endpoint.name}' has only its first release.", status=409)
+    return {
+        "primary": previous.primary,
+        "canary": previous.canary,
+        "canary_percent": previous.canary_percent,
+        "shadow": previous.shadow,
+    }
+
+
 def release_rollback(*, actor: Actor, endpoint: Endpoint, reason: str = "") -> Release:
     """Go back to the release before the live one, as a new release equal to it (history stays linear)."""
 
     def build(current: Release) -> dict[str, Any]:
-        previous = endpoint.releases.filter(number=current.number - 1).first()
-        if previous is None:
-            raise ApplicationError("nothing_to_roll_back", f"'{endpoint.name}' has only its first release.", status=409)
-        return {
-            "primary": previous.primary,
-            "canary": previous.canary,
-            "canary_percent": previous.canary_percent,
-            "shadow": previous.shadow,
-        }
+        return _rollback_fields(endpoint, current)
 
     return _new_release(actor=actor, endpoint=endpoint, action=ReleaseAction.ROLLBACK, reason=reason, build=build)
+
+
+def release_rollback_automatic(*, endpoint: Endpoint, reason: str, evidence: dict[str, Any]) -> Release | None:
+    """Roll back the release an alert rule caught, as the system; None when that release is no longer live.
+
+    `evidence["release"]` names the release the rule judged. Under the endpoint's row lock, a release that is no
+    longer live (another web process rolled it back first, or someone promoted since) is left alone, so processes
+    that see the same bad canary at once roll it back exactly once.
+    """
+    judged = evidence["release"]
+
+    def build(current: Release) -> dict[str, Any] | None:
+        return _rollback_fields(endpoint, current) if current.number == judged else None
+
+    return _release_append(
+        actor=None,
+        user=None,
+        endpoint=endpoint,
+        action=ReleaseAction.ROLLBACK,
+        reason=reason,
+        build=build,
+        audit_action="endpoint.auto_rollback",
+        audit_extra={"evidence": evidence},
+    )

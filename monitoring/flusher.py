@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import time
@@ -18,6 +19,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
+from monitoring.alerts import AlertEvaluator
 from monitoring.publish import endpoint_metrics_publish
 from monitoring.recorder import Recorder, Series, SeriesKey, recorder
 from monitoring.services import metric_minutes_save
@@ -28,7 +30,8 @@ MAX_PENDING_MINUTES = 60 * 50  # about an hour of minutes for a few dozen series
 
 
 def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 4)
+    # Past the last bucket (over 10 s) there is no number to give, and JSON has no Infinity: null.
+    return None if seconds is None or math.isinf(seconds) else round(seconds * 1000, 4)
 
 
 def window_payload(endpoint: str, second: int, process: str, series: dict[SeriesKey, Series]) -> dict[str, Any]:
@@ -77,6 +80,7 @@ class Flusher:
         self.gaps = 0
         self._minutes: dict[tuple[SeriesKey, datetime], Series] = {}
         self._task: asyncio.Task[None] | None = None
+        self.alerts = AlertEvaluator()
 
     def start(self) -> None:
         """Start flushing on the running loop (once)."""
@@ -103,6 +107,13 @@ class Flusher:
         """Publish the window that ended at `now` and write the minutes that are over."""
         window = self.recorder.swap()
         second = int(now) - 1  # the window holds what was answered during the second that just ended
+        # Alert rules judge the traffic this process served (see monitoring/alerts.py). Observed before the minutes
+        # below merge into these series; an alert that fails must never stop the flush.
+        try:
+            self.alerts.observe(second, window)
+            await self.alerts.evaluate(now)
+        except Exception:
+            logger.exception("alert evaluation failed")
         if window:
             await self._publish(second, window)
             self._prometheus(window)

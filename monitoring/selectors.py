@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
-from monitoring.models import WorkerHeartbeat
+from deployments.models import Endpoint
+from monitoring.models import MetricMinute, WorkerHeartbeat
+from monitoring.recorder import Series
 
 
 def worker_status() -> dict[str, Any]:
@@ -23,4 +27,98 @@ def worker_status() -> dict[str, Any]:
         "worker": latest.worker,
         "last_seen": latest.last_seen.isoformat(),
         "age_seconds": round(age.total_seconds(), 1),
+    }
+
+
+@dataclass(frozen=True)
+class HistoryRange:
+    span: timedelta
+    bucket_seconds: int
+
+
+# How far back each history range reaches, and how wide its buckets are (about 60 to 170 points a series).
+HISTORY_RANGES: dict[str, HistoryRange] = {
+    "1h": HistoryRange(timedelta(hours=1), 60),
+    "1d": HistoryRange(timedelta(days=1), 600),
+    "1w": HistoryRange(timedelta(weeks=1), 3600),
+}
+_ROLE_ORDER = {"primary": 0, "canary": 1, "shadow": 2}
+
+
+def _ms(seconds: float | None) -> float | None:
+    # Beyond the last finite bucket there is no upper bound to report: null rather than a made-up number.
+    return None if seconds is None or math.isinf(seconds) else round(seconds * 1000, 4)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def metric_history(*, endpoint: Endpoint, range_name: str, now: datetime | None = None) -> dict[str, Any]:
+    """Sum an endpoint's minute rows (every process's) into buckets per version and role, with the range's releases.
+
+    One query for the metric rows and one for the releases; percentiles come from the summed latency buckets (the
+    bucket's upper bound), so they are exact to the bucket however many processes wrote rows. Buckets without
+    traffic are left out.
+    """
+    window = HISTORY_RANGES[range_name]
+    bucket = window.bucket_seconds
+    now_epoch = int((now or timezone.now()).timestamp())
+    # The newest bucket is the one still filling; the range holds exactly span / bucket buckets.
+    start = datetime.fromtimestamp(now_epoch - now_epoch % bucket + bucket, tz=UTC) - window.span
+    rows = MetricMinute.objects.filter(endpoint=endpoint, minute__gte=start).values_list(
+        "version", "role", "minute", "count", "errors", "disagreements", "latency_sum", "rows", "latency_buckets"
+    )
+    buckets: dict[tuple[int, str], dict[int, Series]] = {}
+    for version, role, minute, count, errors, disagreements, latency_sum, n_rows, latency_buckets in rows.iterator():
+        epoch = int(minute.timestamp())
+        summed = buckets.setdefault((version, role), {}).setdefault(epoch - epoch % bucket, Series())
+        summed.merge(
+            Series(
+                count=count,
+                errors=errors,
+                disagreements=disagreements,
+                latency_sum=latency_sum,
+                rows=n_rows,
+                latency_buckets=list(latency_buckets),
+            )
+        )
+    releases = endpoint.releases.filter(created_at__gte=start).select_related("primary", "canary", "shadow")
+    return {
+        "endpoint": endpoint.name,
+        "range": range_name,
+        "bucket_seconds": bucket,
+        "series": [
+            {
+                "version": version,
+                "role": role,
+                "points": [
+                    {
+                        "t": _iso(datetime.fromtimestamp(t, tz=UTC)),
+                        "count": s.count,
+                        "errors": s.errors,
+                        "disagreements": s.disagreements,
+                        "p50_ms": _ms(s.quantile(0.5)),
+                        "p95_ms": _ms(s.quantile(0.95)),
+                        "p99_ms": _ms(s.quantile(0.99)),
+                    }
+                    for t, s in sorted(points.items())
+                ],
+            }
+            for (version, role), points in sorted(
+                buckets.items(), key=lambda kv: (kv[0][0], _ROLE_ORDER.get(kv[0][1], 9))
+            )
+        ],
+        "releases": [
+            {
+                "number": r.number,
+                "action": r.action,
+                "primary": r.primary.number,
+                "canary": r.canary.number if r.canary else None,
+                "canary_percent": r.canary_percent,
+                "shadow": r.shadow.number if r.shadow else None,
+                "at": _iso(r.created_at),
+            }
+            for r in releases.order_by("number")
+        ],
     }

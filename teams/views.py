@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from common.errors import ApplicationError, NotFoundError, PermissionDeniedError
+from deployments.selectors import endpoint_list
 from teams.choices import Action
 from teams.context_processors import CURRENT_TEAM_SESSION_KEY
 from teams.forms import TokenCreateForm
@@ -63,6 +64,7 @@ def team_detail(request: HttpRequest, team: str) -> HttpResponse:
         "role": actor_role(actor=actor, team=obj),
         "members": membership_list(actor=actor, team=obj),
         "recent_events": audit_event_list(actor=actor, team=obj)[:10],
+        "endpoints": endpoint_list(actor=actor).filter(team=obj),
     }
     return render(request, "teams/team_detail.html", context)
 

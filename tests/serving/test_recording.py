@@ -202,3 +202,10 @@ def test_window_payload_reports_each_version_of_an_endpoint() -> None:
         (1, "primary", 0.25),
         (2, "canary", 2.5),
     ]
+
+
+def test_latency_past_the_last_bucket_is_null_not_infinity() -> None:
+    rec = Recorder()
+    rec.record("iris", 1, "primary", 200, 20.0, 1)
+    (version,) = window_payload("iris", 5, "p", rec.swap())["versions"]
+    assert (version["p50_ms"], version["p99_ms"], version["mean_ms"]) == (None, None, 20000.0)
