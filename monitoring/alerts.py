@@ -415,6 +415,8 @@ class AlertEvaluator:
         self._watched: set[str] | None = None
         self._horizon = MAX_WINDOW_SECONDS
         self._fired: set[tuple[int, int, int]] = set()  # (rule, release, version) fired by or seen in this process
+        # The last drift window of each (endpoint, version): (its last second, sampled rows, largest PSI).
+        self._drift: dict[tuple[str, int], tuple[int, int, float]] = {}
 
     def observe(self, second: int, window: dict[SeriesKey, Series]) -> None:
         """Keep one second's window (copied: the flusher goes on merging these series into its minutes)."""
@@ -432,6 +434,12 @@ class AlertEvaluator:
             else:
                 track.prune(oldest)
 
+    def observe_drift(self, second: int, taken: dict[tuple[str, int], tuple[int, dict[str, float]]]) -> None:
+        """Keep the latest drift window of each version (rows sampled and the largest PSI of any feature)."""
+        for key, (rows, values) in taken.items():
+            if values:
+                self._drift[key] = (second, rows, max(values.values()))
+
     async def evaluate(self, now: float) -> list[Alert]:
         """Fire the rules whose metric is over their threshold in the window that ended with the last second."""
         await self._rules_refresh()
@@ -446,14 +454,25 @@ class AlertEvaluator:
                 if rule.metric == AlertMetric.DISAGREEMENT_RATE and role != "shadow":
                     continue  # disagreement is measured on shadow copies only
                 fired_key = (rule.id, release.number, version)
-                track = self._tracks.get((rule.endpoint, version, role))
-                if track is None or fired_key in self._fired:
+                if fired_key in self._fired:
                     continue
-                totals = track.between(first, last)
-                requests = totals[0]
-                if requests < rule.min_requests:
-                    continue
-                value = metric_value(rule.metric, totals)
+                if rule.metric == AlertMetric.DRIFT_PSI:
+                    # Drift is judged per drift window (sampled rows), on the versions that answer callers.
+                    drift = self._drift.get((rule.endpoint, version))
+                    if role == "shadow" or drift is None or drift[0] < first:
+                        continue
+                    _, requests, value = drift
+                    if requests < rule.min_requests:
+                        continue
+                else:
+                    track = self._tracks.get((rule.endpoint, version, role))
+                    if track is None:
+                        continue
+                    totals = track.between(first, last)
+                    requests = totals[0]
+                    if requests < rule.min_requests:
+                        continue
+                    value = metric_value(rule.metric, totals)
                 if value > rule.threshold:
                     self._fired.add(fired_key)
                     firings.append(Firing(rule=rule, version=version, role=role, value=value, requests=requests))

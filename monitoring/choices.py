@@ -10,6 +10,8 @@ class AlertMetric(models.TextChoices):
     ERROR_RATE = "error_rate", "Error rate (answers >= 500 / requests)"
     P95_MS = "p95_ms", "p95 latency (ms)"
     DISAGREEMENT_RATE = "disagreement_rate", "Shadow disagreement rate"
+    # The largest population stability index of any input feature against the version's sample, per drift window.
+    DRIFT_PSI = "drift_psi", "Input drift (largest PSI of any feature)"
 
 
 RATE_METRICS = (AlertMetric.ERROR_RATE, AlertMetric.DISAGREEMENT_RATE)

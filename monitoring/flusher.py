@@ -20,12 +20,15 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 from monitoring.alerts import AlertEvaluator
+from monitoring.drift import DriftMonitor, drift_monitor
 from monitoring.publish import endpoint_metrics_publish
 from monitoring.recorder import Recorder, Series, SeriesKey, recorder
-from monitoring.services import metric_minutes_save
+from monitoring.services import drift_windows_save, metric_minutes_save
 
 logger = logging.getLogger(__name__)
 
+# Input drift is computed over windows of this many seconds (enough sampled rows for a stable PSI).
+DRIFT_WINDOW_SECONDS = 60
 MAX_PENDING_MINUTES = 60 * 50  # about an hour of minutes for a few dozen series, if the database stays away
 
 
@@ -63,6 +66,14 @@ def _minute_of(second: int) -> datetime:
     return datetime.fromtimestamp(second - second % 60, tz=UTC)
 
 
+def _save_drift(drift: dict[tuple[str, int], tuple[int, dict[str, float]]], ended_at: datetime, process: str) -> None:
+    close_old_connections()
+    try:
+        drift_windows_save(taken=drift, ended_at=ended_at, process=process)
+    finally:
+        close_old_connections()
+
+
 def _save_minutes(minutes: dict[tuple[SeriesKey, datetime], Series], process: str) -> None:
     close_old_connections()
     try:
@@ -74,8 +85,10 @@ def _save_minutes(minutes: dict[tuple[SeriesKey, datetime], Series], process: st
 class Flusher:
     """Publish the recorder's windows every second; write each finished minute to the database."""
 
-    def __init__(self, source: Recorder, process: str | None = None) -> None:
+    def __init__(self, source: Recorder, process: str | None = None, drift: DriftMonitor | None = None) -> None:
         self.recorder = source
+        self.drift = drift if drift is not None else drift_monitor
+        self._drift_window: int | None = None
         self.process = process or f"{socket.gethostname()}:{os.getpid()}"
         self.gaps = 0
         self._minutes: dict[tuple[SeriesKey, datetime], Series] = {}
@@ -107,13 +120,18 @@ class Flusher:
         """Publish the window that ended at `now` and write the minutes that are over."""
         window = self.recorder.swap()
         second = int(now) - 1  # the window holds what was answered during the second that just ended
+        drift = self._drift_take(second, final)
         # Alert rules judge the traffic this process served (see monitoring/alerts.py). Observed before the minutes
         # below merge into these series; an alert that fails must never stop the flush.
         try:
             self.alerts.observe(second, window)
+            if drift:
+                self.alerts.observe_drift(second, drift)
             await self.alerts.evaluate(now)
         except Exception:
             logger.exception("alert evaluation failed")
+        if drift:
+            await self._drift_publish(second, drift)
         if window:
             await self._publish(second, window)
             self._prometheus(window)
@@ -136,6 +154,37 @@ class Flusher:
                 return
             for done in finished:
                 self._minutes.pop(done, None)
+
+    def _drift_take(self, second: int, final: bool) -> dict[tuple[str, int], tuple[int, dict[str, float]]]:
+        """Every DRIFT_WINDOW_SECONDS (and at the end), the drift of each version since the last window."""
+        window = second // DRIFT_WINDOW_SECONDS
+        if not final and window == self._drift_window:
+            return {}
+        self._drift_window = window
+        return self.drift.take()
+
+    async def _drift_publish(self, second: int, drift: dict[tuple[str, int], tuple[int, dict[str, float]]]) -> None:
+        by_endpoint: dict[str, list[dict[str, Any]]] = {}
+        for (endpoint, version), (rows, values) in sorted(drift.items()):
+            by_endpoint.setdefault(endpoint, []).append({"version": version, "rows": rows, "psi": values})
+        for endpoint, versions in by_endpoint.items():
+            message = {
+                "endpoint": endpoint,
+                "second": second,
+                "process": self.process,
+                "versions": [],
+                "drift": versions,
+            }
+            try:
+                await endpoint_metrics_publish(endpoint=endpoint, metrics=message)
+            except Exception:
+                self.gaps += 1
+                logger.warning("drift for %s not published (gap %d)", endpoint, self.gaps, exc_info=True)
+        ended_at = datetime.fromtimestamp(second + 1, tz=UTC)
+        try:
+            await sync_to_async(_save_drift, thread_sensitive=False)(drift, ended_at, self.process)
+        except Exception:  # history of drift is best effort: the live value and the alert rules already saw it
+            logger.warning("cannot store drift windows", exc_info=True)
 
     async def _publish(self, second: int, window: dict[SeriesKey, Series]) -> None:
         by_endpoint: dict[str, dict[SeriesKey, Series]] = {}

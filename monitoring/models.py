@@ -141,3 +141,20 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule_name} on {self.endpoint_id} release {self.release} v{self.version}: {self.action_taken}"
+
+
+class DriftWindow(models.Model):
+    """One web process's input drift for one endpoint version over one window: PSI per feature vs the sample."""
+
+    endpoint = models.ForeignKey("deployments.Endpoint", on_delete=models.CASCADE, related_name="drift_windows")
+    version = models.PositiveIntegerField()
+    ended_at = models.DateTimeField(db_index=True)
+    process = models.CharField(max_length=100)
+    rows = models.PositiveIntegerField()  # sampled rows the PSI is computed from
+    psi = models.JSONField()  # {"x[0]": 0.02, ...}
+
+    class Meta:
+        ordering = ["-ended_at"]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_id} v{self.version} drift @ {self.ended_at:%H:%M}"

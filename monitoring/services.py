@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from deployments.models import Endpoint
-from monitoring.models import MetricMinute, WorkerHeartbeat
+from monitoring.models import DriftWindow, MetricMinute, WorkerHeartbeat
 from monitoring.recorder import Series, SeriesKey
 
 
@@ -52,3 +52,19 @@ def metric_minutes_prune(*, older_than: timedelta) -> int:
     """Delete minute rollups older than the retention."""
     deleted, _ = MetricMinute.objects.filter(minute__lt=timezone.now() - older_than).delete()
     return deleted
+
+
+def drift_windows_save(
+    *, taken: dict[tuple[str, int], tuple[int, dict[str, float]]], ended_at: datetime, process: str
+) -> int:
+    """Store one process's drift window: rows sampled and PSI per feature, per endpoint version."""
+    endpoint_ids = dict(Endpoint.objects.filter(name__in={name for name, _ in taken}).values_list("name", "pk"))
+    rows = [
+        DriftWindow(
+            endpoint_id=endpoint_ids[name], version=version, ended_at=ended_at, process=process, rows=n, psi=values
+        )
+        for (name, version), (n, values) in taken.items()
+        if name in endpoint_ids
+    ]
+    DriftWindow.objects.bulk_create(rows)
+    return len(rows)

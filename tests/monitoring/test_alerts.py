@@ -566,3 +566,35 @@ async def test_a_canary_failing_in_the_data_plane_is_rolled_back_by_the_flusher(
     await sync_to_async(router_get()._refresh_closing, thread_sensitive=True)()
     gone = await client.post("/v2/models/iris/versions/2/infer", json=_infer_body(), headers=deployed.auth())
     assert gone.status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_close_db_threads")
+async def test_a_drift_rule_rolls_back_a_canary_whose_inputs_drifted(canary: Canary) -> None:
+    await sync_to_async(rule_create)(
+        canary.endpoint, name="drift", metric="drift_psi", threshold=0.25, min_requests=100
+    )
+    evaluator = AlertEvaluator()
+    now = time.time() + 2
+    second = int(now) - 1
+    # Too few sampled rows: no verdict, however large the PSI.
+    evaluator.observe_drift(second - 1, {("iris", 2): (99, {"x[0]": 0.9})})
+    assert await evaluator.evaluate(now - 1) == []
+    # The primary drifting under its threshold does not fire; the canary over it does, and is rolled back.
+    evaluator.observe_drift(
+        second, {("iris", 1): (500, {"x[0]": 0.1}), ("iris", 2): (400, {"x[0]": 0.02, "x[2]": 0.6})}
+    )
+    [alert] = await evaluator.evaluate(now)
+    assert (alert.metric, alert.version, alert.role, alert.value, alert.requests) == (
+        "drift_psi",
+        2,
+        "canary",
+        0.6,
+        400,
+    )
+    assert alert.action_taken == "rolled_back"
+    assert await sync_to_async(releases)(canary.endpoint) == [
+        (1, "create", 1, None, canary.dev.user.pk),
+        (2, "canary", 1, 2, canary.dev.user.pk),
+        (3, "rollback", 1, None, None),
+    ]

@@ -15,9 +15,10 @@ from channels.layers import get_channel_layer
 from django.db import connections
 
 from deployments.services import release_promote
+from monitoring.drift import DriftMonitor, DriftReference
 from monitoring.flusher import Flusher, window_payload
 from monitoring.groups import endpoint_group
-from monitoring.models import MetricMinute
+from monitoring.models import DriftWindow, MetricMinute
 from monitoring.recorder import LATENCY_BOUNDS, Recorder, Series, recorder
 from serving.router import router_get
 from teams.choices import Role
@@ -209,3 +210,27 @@ def test_latency_past_the_last_bucket_is_null_not_infinity() -> None:
     rec.record("iris", 1, "primary", 200, 20.0, 1)
     (version,) = window_payload("iris", 5, "p", rec.swap())["versions"]
     assert (version["p50_ms"], version["p99_ms"], version["mean_ms"]) == (None, None, 20000.0)
+
+
+@pytest.mark.usefixtures("_close_db_threads")
+async def test_flusher_publishes_and_stores_drift_once_per_window(deployed: Deployed) -> None:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(endpoint_group("iris"), channel)
+    rng = np.random.default_rng(0)
+    reference = DriftReference.from_sample({"x": rng.normal(size=(500, 4)).astype(np.float32)})
+    drift = DriftMonitor(sample_rate=1.0)
+    flusher = Flusher(Recorder(), process="test:3", drift=drift)
+    start = 1_800_000_000 - 1_800_000_000 % 60
+    await flusher.flush(start + 1)  # opens the first drift window
+    shifted = rng.normal(size=(300, 4)).astype(np.float32) + np.array([0, 0, 3, 0], dtype=np.float32)
+    drift.observe("iris", 1, reference, {"x": shifted})
+    await flusher.flush(start + 30)  # the same window: nothing taken yet
+    await flusher.flush(start + 61)
+    message = (await layer.receive(channel))["metrics"]
+    assert (message["second"], message["versions"]) == (start + 60, [])
+    [entry] = message["drift"]
+    assert (entry["version"], entry["rows"]) == (1, 300)
+    assert entry["psi"]["x[2]"] > 1 and entry["psi"]["x[0]"] < 0.1
+    [row] = await sync_to_async(lambda: list(DriftWindow.objects.values("version", "rows", "psi", "process")))()
+    assert row == {"version": 1, "rows": 300, "psi": entry["psi"], "process": "test:3"}
