@@ -5,10 +5,11 @@ from __future__ import annotations
 from django.urls import path
 
 from monitoring import alert_apis
-from monitoring.apis import EndpointMetricsApi
+from monitoring.apis import EndpointDriftApi, EndpointMetricsApi
 
 urlpatterns = [
     path("endpoints/<str:name>/metrics", EndpointMetricsApi.as_view(), name="api-endpoint-metrics"),
+    path("endpoints/<str:name>/drift", EndpointDriftApi.as_view(), name="api-endpoint-drift"),
     path("endpoints/<str:name>/alert-rules", alert_apis.AlertRuleListApi.as_view(), name="api-endpoint-alert-rules"),
     path(
         "endpoints/<str:name>/alert-rules/<int:pk>",

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from common.errors import ApplicationError
 from deployments.selectors import endpoint_get
-from monitoring.selectors import HISTORY_RANGES, metric_history
+from monitoring.selectors import HISTORY_RANGES, drift_latest, metric_history
 from teams.permissions import Actor
 
 
@@ -69,3 +69,25 @@ class EndpointMetricsApi(APIView):
             )
         # The selector already returns plain JSON values; the serializer above documents the shape.
         return Response(metric_history(endpoint=endpoint, range_name=range_name))
+
+
+class _DriftVersionSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    rows = serializers.IntegerField(help_text="Sampled rows the PSI is computed from.")
+    psi = serializers.DictField(child=serializers.FloatField(), help_text="PSI per feature, e.g. {'x[0]': 0.02}.")
+    ended_at = serializers.DateTimeField()
+    process = serializers.CharField()
+
+
+class DriftLatestSerializer(serializers.Serializer):
+    endpoint = serializers.CharField()
+    versions = _DriftVersionSerializer(many=True)
+
+
+class EndpointDriftApi(APIView):
+    """The newest input-drift window of each version: PSI per feature against the version's sample input."""
+
+    @extend_schema(responses=DriftLatestSerializer)
+    def get(self, request: Request, name: str) -> Response:
+        endpoint = endpoint_get(actor=Actor.from_request(request), name=name)
+        return Response({"endpoint": endpoint.name, "versions": drift_latest(endpoint=endpoint)})

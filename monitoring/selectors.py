@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from deployments.models import Endpoint
-from monitoring.models import MetricMinute, WorkerHeartbeat
+from monitoring.models import DriftWindow, MetricMinute, WorkerHeartbeat
 from monitoring.recorder import Series
 
 
@@ -122,3 +122,15 @@ def metric_history(*, endpoint: Endpoint, range_name: str, now: datetime | None 
             for r in releases.order_by("number")
         ],
     }
+
+
+def drift_latest(*, endpoint: Endpoint) -> list[dict[str, Any]]:
+    """The newest drift window of each version of the endpoint (any process), version order."""
+    newest: dict[int, DriftWindow] = {}
+    recent = DriftWindow.objects.filter(endpoint=endpoint, ended_at__gte=timezone.now() - timedelta(days=1))
+    for window in recent.order_by("-ended_at")[:500]:
+        newest.setdefault(window.version, window)
+    return [
+        {"version": v, "rows": w.rows, "psi": w.psi, "ended_at": _iso(w.ended_at), "process": w.process}
+        for v, w in sorted(newest.items())
+    ]

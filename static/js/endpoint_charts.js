@@ -241,7 +241,51 @@
     });
   }
 
-  connect("/ws/endpoints/" + encodeURIComponent(NAME) + "/", onMetrics);
+  // --- input drift: the newest window of each version, from the API, then from the live stream -----------------
+  const driftRows = document.querySelector("[data-drift-rows]");
+  const drift = new Map();
+
+  function renderDrift() {
+    if (!driftRows || !drift.size) return;
+    driftRows.replaceChildren();
+    for (const [version, d] of [...drift.entries()].sort((a, b) => a[0] - b[0])) {
+      const features = Object.entries(d.psi).sort((a, b) => b[1] - a[1]);
+      const largest = features.length ? features[0][1] : 0;
+      const row = document.createElement("tr");
+      row.dataset.version = String(version);
+      const cells = [
+        "v" + version,
+        String(d.rows),
+        largest.toFixed(3) + (largest > 0.25 ? " (significant)" : largest > 0.1 ? " (moderate)" : ""),
+        features.slice(0, 5).map(([name, value]) => name + " " + value.toFixed(3)).join(", "),
+        new Date(d.at).toLocaleTimeString(),
+      ];
+      for (const text of cells) {
+        const cell = document.createElement("td");
+        cell.textContent = text; // feature names come from model files: text, never markup
+        row.append(cell);
+      }
+      driftRows.append(row);
+    }
+  }
+
+  fetch("/api/v1/endpoints/" + encodeURIComponent(NAME) + "/drift", { credentials: "same-origin" })
+    .then((response) => (response.ok ? response.json() : { versions: [] }))
+    .then((body) => {
+      for (const v of body.versions) if (!drift.has(v.version)) drift.set(v.version, { rows: v.rows, psi: v.psi, at: Date.parse(v.ended_at) });
+      renderDrift();
+    })
+    .catch(() => {});
+
+  function onMessage(message) {
+    if (message.drift) {
+      for (const v of message.drift) drift.set(v.version, { rows: v.rows, psi: v.psi, at: (message.second + 1) * 1000 });
+      renderDrift();
+    }
+    if (message.versions && message.versions.length) onMetrics(message);
+  }
+
+  connect("/ws/endpoints/" + encodeURIComponent(NAME) + "/", onMessage);
   // A release made elsewhere (another browser, an automatic rollback) adds its marker without a reload.
   connect("/ws/teams/" + encodeURIComponent(root.dataset.team) + "/events/", async (message) => {
     if (message.kind !== "release" && message.kind !== "alert") return;

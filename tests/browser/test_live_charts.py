@@ -14,11 +14,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import uvicorn
+from asgiref.sync import async_to_sync
 from playwright.sync_api import Browser, Page, expect
 
 from deployments.models import Endpoint
 from deployments.services import endpoint_create, release_promote
 from monitoring.models import MetricMinute
+from monitoring.publish import endpoint_metrics_publish
 from monitoring.recorder import LATENCY_BOUNDS
 from registry.services import registered_model_create
 from serving.auth import token_cache
@@ -182,6 +184,19 @@ def test_traffic_moves_the_endpoint_charts_and_the_team_tile(page: Page, watched
     expect(page.get_by_role("button", name="Last hour")).to_have_attribute("aria-pressed", "true")
     page.get_by_role("button", name="Live").click()
     page.wait_for_function("() => window.modeldeckCharts.requests.data.datasets[0].data.length === 300")
+
+    # A drift window from a web process reaches the drift table, most drifted feature first.
+    drift = {"endpoint": "iris", "second": int(time.time()), "process": "test:9", "versions": []}
+    drift["drift"] = [{"version": 1, "rows": 240, "psi": {"x[0]": 0.01, "x[2]": 0.41}}]
+    # From a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    publisher = threading.Thread(
+        target=async_to_sync(endpoint_metrics_publish), kwargs={"endpoint": "iris", "metrics": drift}
+    )
+    publisher.start()
+    publisher.join(timeout=10)
+    row = page.locator("[data-drift-rows] tr[data-version='1']")
+    expect(row).to_contain_text("0.410 (significant)")
+    expect(row).to_contain_text("x[2] 0.410, x[0] 0.010")
 
     # The team page: one tile per endpoint, fed by the same stream.
     page.goto(f"{live_url}/teams/alpha/")
