@@ -169,3 +169,33 @@ def test_twenty_promote_rollback_cycles_under_load_lose_no_request(
     assert stray == []
     served = {a.version for a in answers}
     assert served == {1, 2}
+
+
+def test_an_answered_request_reaches_a_watching_socket_within_two_seconds(deployed: Deployed, live_url: str) -> None:
+    """Through the whole chain on a real server: data plane -> recorder -> flusher -> Redis layer -> websocket."""
+    import asyncio
+
+    from django.test import Client
+    from websockets.asyncio.client import connect
+
+    from monitoring.recorder import recorder
+
+    recorder.swap()  # what earlier tests in this process recorded is not this test's traffic
+    browser = Client()
+    browser.force_login(deployed.dev.user)
+    cookie = f"sessionid={browser.cookies['sessionid'].value}"
+    body = json.dumps({"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32", "data": X.ravel().tolist()}]})
+
+    async def watch() -> dict[str, object]:
+        socket_url = live_url.replace("http://", "ws://") + "/ws/endpoints/iris/"
+        async with connect(socket_url, additional_headers={"Cookie": cookie, "Origin": live_url}) as socket:
+            async with httpx.AsyncClient(base_url=live_url, headers=deployed.auth()) as http:
+                answered = await http.post("/v2/models/iris/infer", content=body)
+                assert answered.status_code == 200
+            return json.loads(await asyncio.wait_for(socket.recv(), timeout=2))
+
+    message = asyncio.run(watch())
+    assert message["endpoint"] == "iris"
+    [version] = message["versions"]
+    assert (version["version"], version["role"], version["count"], version["rows"]) == (1, "primary", 1, 3)
+    assert version["codes"] == {"200": 1}
