@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,12 +17,15 @@ from deployments.choices import ReleaseAction
 from deployments.models import Endpoint, Release
 from deployments.selectors import RELEASE_STAMP_KEY
 from deployments.signals import releases_changed
+from monitoring.events import team_event_publish
 from registry.benchmark import SERVED_FORMATS
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
 from teams.choices import Action
 from teams.permissions import Actor, actor_require
 from teams.services import audit_record
+
+logger = logging.getLogger(__name__)
 
 
 def release_stamp_bump() -> None:
@@ -105,22 +109,29 @@ def endpoint_create(
 
 
 def _audit(actor: Actor | None, release: Release, action: str, extra: dict[str, Any] | None = None) -> None:
+    data = {
+        "endpoint": release.endpoint.name,
+        "release": release.number,
+        "primary": release.primary.number,
+        "canary": release.canary.number if release.canary else None,
+        "canary_percent": release.canary_percent,
+        "shadow": release.shadow.number if release.shadow else None,
+        "reason": release.reason,
+    }
     audit_record(
-        team=release.endpoint.team,
-        actor=actor,
-        action=action,
-        target=release.endpoint,
-        data={
-            "endpoint": release.endpoint.name,
-            "release": release.number,
-            "primary": release.primary.number,
-            "canary": release.canary.number if release.canary else None,
-            "canary_percent": release.canary_percent,
-            "shadow": release.shadow.number if release.shadow else None,
-            "reason": release.reason,
-            **(extra or {}),
-        },
+        team=release.endpoint.team, actor=actor, action=action, target=release.endpoint, data={**data, **(extra or {})}
     )
+    event = {**data, "action": release.action}
+    team = release.endpoint.team.slug
+    transaction.on_commit(lambda: _announce(team, event))
+
+
+def _announce(team: str, event: dict[str, Any]) -> None:
+    """Tell the team's live stream about a committed release (dashboards add its marker at once)."""
+    try:
+        team_event_publish(team=team, kind="release", data=event)
+    except Exception:  # the release is made; a stream that is away only costs the live notice
+        logger.warning("release of %s not announced on the team stream", event["endpoint"], exc_info=True)
 
 
 def _new_release(

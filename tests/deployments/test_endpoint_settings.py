@@ -93,3 +93,58 @@ def test_live_list_is_the_newest_release_of_each_endpoint(setup, django_assert_n
             r.endpoint.name: (r.number, r.primary.number, r.canary and r.canary.number) for r in release_live_list()
         }
     assert live == {"a": (3, 3, 2), "b": (1, 2, None)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_release_is_announced_on_the_team_stream_after_commit(setup) -> None:  # noqa: F811
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from monitoring.groups import team_group
+
+    dev, _, model = setup
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(team_group("alpha"), channel)
+    actor = Actor(user=dev.user)
+    endpoint = endpoint_create(actor=actor, model=model, name="iris", version=model.versions.get(number=1))
+    release_promote(actor=actor, endpoint=endpoint, version=model.versions.get(number=2), reason="better")
+
+    async def releases_announced(count: int) -> list[dict[str, object]]:
+        # One event loop for every receive: channels_redis keeps its receive state per loop.
+        events: list[dict[str, object]] = []
+        while len(events) < count:  # (the versions' benchmark jobs announce themselves on the same stream)
+            event = (await layer.receive(channel))["event"]
+            if event["kind"] == "release":
+                events.append(event)
+        return events
+
+    events = async_to_sync(releases_announced)(2)
+    assert events == [
+        {
+            "kind": "release",
+            "data": {
+                "endpoint": "iris",
+                "release": 1,
+                "primary": 1,
+                "canary": None,
+                "canary_percent": 0,
+                "shadow": None,
+                "reason": "",
+                "action": "create",
+            },
+        },
+        {
+            "kind": "release",
+            "data": {
+                "endpoint": "iris",
+                "release": 2,
+                "primary": 2,
+                "canary": None,
+                "canary_percent": 0,
+                "shadow": None,
+                "reason": "better",
+                "action": "promote",
+            },
+        },
+    ]

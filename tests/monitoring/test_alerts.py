@@ -357,6 +357,10 @@ async def test_a_failing_canary_is_rolled_back_audited_and_announced(canary: Can
     assert (stored.value, stored.threshold, stored.requests, stored.window_seconds) == (0.2, 0.05, 60, 60)
     assert (stored.action_taken, stored.rollback_release) == ("rolled_back", 3)
     message = await asyncio.wait_for(layer.receive(channel), timeout=2)
+    # The rollback's own release comes first on the stream (announced on commit), then the alert.
+    assert message["event"]["kind"] == "release"
+    assert (message["event"]["data"]["release"], message["event"]["data"]["action"]) == (3, "rollback")
+    message = await asyncio.wait_for(layer.receive(channel), timeout=2)
     assert message == {"type": "team.event", "event": {"kind": "alert", "data": alert_data(stored, "iris")}}
     assert message["event"]["data"]["action_taken"] == "rolled_back"
 

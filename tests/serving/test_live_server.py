@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import numpy as np
@@ -186,7 +187,7 @@ def test_an_answered_request_reaches_a_watching_socket_within_two_seconds(deploy
     cookie = f"sessionid={browser.cookies['sessionid'].value}"
     body = json.dumps({"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32", "data": X.ravel().tolist()}]})
 
-    async def watch() -> dict[str, object]:
+    async def watch() -> dict[str, Any]:
         socket_url = live_url.replace("http://", "ws://") + "/ws/endpoints/iris/"
         async with connect(socket_url, additional_headers={"Cookie": cookie, "Origin": live_url}) as socket:
             async with httpx.AsyncClient(base_url=live_url, headers=deployed.auth()) as http:
