@@ -210,3 +210,52 @@ def test_traffic_moves_the_endpoint_charts_and_the_team_tile(page: Page, watched
         expect(tile.locator("[data-field=p95]")).to_contain_text("ms")
     expect(tile.locator("[data-field=errors]")).to_have_text("0.0 %")
     assert errors == []
+
+
+def test_a_failing_canary_shows_up_live_and_its_automatic_rollback_is_marked(
+    page: Page, watched: Watched, live_url: str
+) -> None:
+    """The "done" story: a team lead watches the page, the canary's errors appear within seconds, a rollback rule
+    rolls it back by itself, the page marks the rollback, and the audit log holds it with the numbers."""
+    from monitoring.models import AlertRule
+    from teams.models import AuditEvent
+
+    AlertRule.objects.create(
+        endpoint=watched.endpoint,
+        name="canary errors",
+        metric="error_rate",
+        threshold=0.05,
+        window_seconds=30,
+        min_requests=5,
+        action="rollback",
+        bake_seconds=600,
+    )
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    _log_in(page, live_url, "/endpoints/iris/")
+    page.wait_for_function("() => window.modeldeckCharts && window.modeldeckCharts.errors")
+
+    # The canary (v2) breaks: every request it answers is a 500.
+    canary = router_get().state.routes["iris"].canary
+    assert canary is not None
+
+    def broken(inputs: object) -> object:
+        raise RuntimeError("the canary's runtime fails")
+
+    canary.runtime.run = broken  # type: ignore[method-assign,assignment]
+    with traffic(live_url, watched.viewer.token) as statuses:
+        page.wait_for_function(
+            """() => window.modeldeckCharts.errors.data.datasets.some(
+                d => d.label === "v2 canary" && d.data.some(p => (p.y ?? p) > 0))""",
+            timeout=10000,
+        )
+        page.wait_for_function(
+            """() => window.modeldeckCharts.requests.data.datasets.some(
+                d => d.releaseMarkers && d.data.some(p => String(p.text || "").includes("rollback")))""",
+            timeout=15000,
+        )
+    assert 500 in statuses
+    event = AuditEvent.objects.get(action="endpoint.auto_rollback")
+    assert event.data["evidence"]["metric"] == "error_rate" and event.data["evidence"]["version"] == 2
+    assert event.data["evidence"]["value"] > 0.05
+    assert errors == []
