@@ -1,0 +1,185 @@
+"""Scale-out on one machine: two web processes and two Celery workers sharing PostgreSQL and Redis.
+
+A promote through one web process is served by the other within a second; jobs spread over both workers; a web
+process killed under load loses no request a retrying client sent. (A worker killed mid-job losing no job is
+tests/registry/test_worker_kill.py, with the same real workers and broker.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import suppress
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from deployments.services import endpoint_create
+from registry.choices import JobStatus
+from registry.models import Job
+from registry.services import registered_model_create
+from teams.choices import Role
+from teams.permissions import Actor
+from tests.deployments.test_endpoint_apis import add_version
+from tests.registry.test_worker_kill import Worker, celery_broker, wait_until, worker_setup
+from tests.test_stack_smoke import Output
+
+ROOT = Path(__file__).resolve().parent.parent
+BROKER_DB = 12  # this test's own Redis database (broker, cache, channel layer): flushed before and after
+X = (np.arange(8, dtype=np.float32).reshape(2, 4) - 3) / 2
+BODY = json.dumps({"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": X.ravel().tolist()}]})
+
+
+class Web:
+    """A web process started as `make run` starts one (uvicorn, uvloop, lifespan on), on a port of its own."""
+
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.name = name
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(self.port)),
+                *("--lifespan", "on", "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.output = Output(self.process)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(ready, timeout, f"{self.name} to be ready", poll=0.1)
+
+    def kill(self) -> None:
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def dump(self) -> str:
+        return f"----- {self.name} -----\n" + "\n".join(self.output.lines[-80:])
+
+
+def served_version(web: Web, token: str) -> int:
+    response = httpx.post(
+        f"{web.url}/v2/models/iris/infer", content=BODY, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    return int(response.json()["model_version"])
+
+
+@pytest.mark.django_db(transaction=True)  # committed rows: every process here is another process
+def test_two_web_processes_and_two_workers_share_the_load_and_the_state(
+    artifact_dir: Path, tmp_path: Path, make_member, team_a
+) -> None:
+    broker_url, broker, env = worker_setup(tmp_path, BROKER_DB)
+    env["MODELDECK_PROMETHEUS_DIR"] = str(tmp_path / "prometheus")
+    processes: list[Web | Worker] = []
+    try:
+        webs = [Web("web-1", env), Web("web-2", env)]
+        workers = [Worker("scale-1", env, concurrency=1), Worker("scale-2", env, concurrency=1)]
+        processes += [*webs, *workers]
+        dev = make_member(team=team_a, role=Role.DEVELOPER, username="dev")
+        actor = Actor(user=dev.user)
+        with celery_broker(broker_url):
+            # Six versions: each new servable version queues its benchmark job on the shared broker.
+            model = registered_model_create(actor=actor, team=team_a, name="iris")
+            versions = {seed: add_version(model, actor, tmp_path, seed) for seed in range(1, 7)}
+            endpoint_create(actor=actor, model=model, name="iris", version=versions[1])
+            for process in processes:
+                process.wait_ready()
+
+            # 1. A promote through web-1 is served by web-2 within a second (and a rollback, back again).
+            assert served_version(webs[1], dev.token) == 1
+            for action, body, expected in (("promote", {"version": 2}, 2), ("rollback", {}, 1)):
+                answered = httpx.post(
+                    f"{webs[0].url}/api/v1/endpoints/iris/{action}",
+                    json=body,
+                    headers={"Authorization": f"Bearer {dev.token}"},
+                    timeout=10,
+                )
+                assert answered.status_code == 201, answered.text
+                committed = time.monotonic()
+
+                def web_2_serves(wanted: int = expected) -> bool:
+                    return served_version(webs[1], dev.token) == wanted
+
+                wait_until(web_2_serves, 5, f"web-2 to serve v{expected}")
+                took = time.monotonic() - committed
+                print(f"\n{action} through web-1 served by web-2 after {took * 1000:.0f} ms")
+                assert took < 1.0
+
+            # 2. The six benchmark jobs spread over both workers.
+            jobs = wait_until(
+                lambda: (
+                    list(Job.objects.filter(kind="benchmark"))
+                    if Job.objects.filter(kind="benchmark", status=JobStatus.SUCCEEDED).count() == 6
+                    else None
+                ),
+                120,
+                "the six benchmark jobs to succeed",
+                poll=0.2,
+            )
+            assert {job.worker.split("@")[0] for job in jobs} == {"scale-1", "scale-2"}
+
+            # 3. A web process killed under load: a client that retries on the other loses no request.
+            answers: list[int] = []
+            stop = threading.Event()
+
+            def client() -> None:
+                urls = [web.url for web in webs]
+                with httpx.Client(headers={"Authorization": f"Bearer {dev.token}"}, timeout=5) as http:
+                    turn = 0
+                    while not stop.is_set():
+                        for attempt in range(len(urls)):
+                            url = urls[(turn + attempt) % len(urls)]
+                            try:
+                                response = http.post(f"{url}/v2/models/iris/infer", content=BODY)
+                            except httpx.TransportError:
+                                continue  # that process is gone: the same request, to the other one
+                            answers.append(response.status_code)
+                            break
+                        else:
+                            answers.append(0)
+                        turn += 1
+
+            threads = [threading.Thread(target=client) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            time.sleep(1.0)
+            webs[0].kill()
+            time.sleep(1.5)
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=10)
+            assert len(answers) > 50
+            assert set(answers) == {200}
+
+    except BaseException:
+        for process in processes:
+            print(process.dump())
+        raise
+    finally:
+        for process in processes:
+            process.kill()
+        broker.flushdb()
+        broker.close()
