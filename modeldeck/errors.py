@@ -1,0 +1,143 @@
+"""Errors the SDK raises, each with the exit code the CLI turns it into.
+
+The API answers every error as `{"error": {"code", "message", "detail"}}` (the data plane as `{"error": "..."}`);
+`error_from_response` maps the status code to one class, so a pipeline can tell "the model does not exist" from
+"the token is wrong" from "the server is down" without reading messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+# Exit codes of the `modeldeck` CLI, for pipelines to act on.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_PERMISSION = 4
+EXIT_INVALID = 5
+EXIT_PARITY_FAILED = 6
+EXIT_JOB_FAILED = 7
+EXIT_CONNECTION = 8
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0  ok
+  1  unexpected error (a server error, a bug)
+  2  usage error (a missing or malformed argument, a local file that does not exist)
+  3  not found (no such model, version, endpoint or job, or not visible to this token)
+  4  permission denied or not authenticated (no login, a wrong, expired or revoked token, a role too weak)
+  5  invalid input (the server refused the request: 400, 409, 413, 415 or 422)
+  6  parity failed (a waited-for conversion produced a version whose parity report failed)
+  7  job failed or cancelled (a conversion or benchmark job, or the processing of an upload)
+  8  connection error or timeout (the server could not be reached, or a wait ran past --timeout)"""
+
+
+class ModelDeckError(Exception):
+    """Raise an error from ModelDeck (or from reaching it), with the API's code, message and detail."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str = "error", detail: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.detail = detail or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as the API shapes it, plus the HTTP status and the CLI's exit code."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "detail": self.detail,
+            "status": self.status,
+            "exit_code": self.exit_code,
+        }
+
+
+class NotFound(ModelDeckError):
+    """Raise when a model, version, endpoint or job does not exist or is not visible to the token (404)."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class PermissionDenied(ModelDeckError):
+    """Raise when the token's role does not allow the action (403)."""
+
+    exit_code = EXIT_PERMISSION
+
+
+class NotAuthenticated(PermissionDenied):
+    """Raise when no token was given or it is wrong, expired or revoked (401)."""
+
+
+class Invalid(ModelDeckError):
+    """Raise when the server refuses the request's content (400, 409, 413, 415, 422) or a local input is malformed."""
+
+    exit_code = EXIT_INVALID
+
+
+class ConnectionFailed(ModelDeckError):
+    """Raise when the server cannot be reached or does not answer in time."""
+
+    exit_code = EXIT_CONNECTION
+
+
+class WaitTimeout(ConnectionFailed):
+    """Raise when a job or a version is still not done after the wait's timeout."""
+
+
+class JobFailed(ModelDeckError):
+    """Raise when a waited-for job failed or was cancelled, or an upload's processing failed."""
+
+    exit_code = EXIT_JOB_FAILED
+
+
+class ParityFailed(ModelDeckError):
+    """Raise when a converted version's parity report failed (and no admin accepted it)."""
+
+    exit_code = EXIT_PARITY_FAILED
+
+
+_BY_STATUS: dict[int, type[ModelDeckError]] = {
+    400: Invalid,
+    401: NotAuthenticated,
+    403: PermissionDenied,
+    404: NotFound,
+    409: Invalid,
+    413: Invalid,
+    415: Invalid,
+    422: Invalid,
+}
+
+
+def error_from_response(response: httpx.Response) -> ModelDeckError:
+    """Build the typed error for an API answer that is not a success."""
+    status = response.status_code
+    code = f"http_{status}"
+    message = f"{status} {response.reason_phrase}".strip()
+    detail: dict[str, Any] = {}
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+        text = response.text.strip()
+        if text:
+            message = f"{message}: {text[:300]}"
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            code = str(error.get("code") or code)
+            message = str(error.get("message") or message)
+            found = error.get("detail")
+            detail = found if isinstance(found, dict) else {}
+        elif isinstance(error, str):
+            # The inference data plane answers errors the Open Inference Protocol way.
+            message = error
+    cls = _BY_STATUS.get(status, ModelDeckError)
+    return cls(message, status=status, code=code, detail=detail)

@@ -1,0 +1,101 @@
+"""The shapes of what the REST API returns, as typed dictionaries (they stay plain JSON for `--json`)."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class TeamRole(TypedDict):
+    slug: str
+    name: str
+    role: str
+
+
+class Me(TypedDict):
+    username: str
+    token: dict[str, Any] | None
+    teams: list[TeamRole]
+
+
+class Model(TypedDict):
+    team: str
+    name: str
+    description: str
+    created_by: str | None
+    created_at: str
+    version_count: int
+    latest_version: int | None
+
+
+class Version(TypedDict):
+    model: str
+    number: int
+    format: str
+    status: str
+    status_message: str
+    filename: str
+    sha256: str
+    size: int
+    signature: dict[str, Any]
+    framework: str
+    framework_version: str
+    metadata: dict[str, Any]
+    description: str
+    tags: list[str]
+    parent: int | None
+    recipe: dict[str, Any]
+    parity: dict[str, Any]
+    parity_override: dict[str, Any] | None
+    benchmark: dict[str, Any]
+    sample_filename: str
+    created_by: str | None
+    created_at: str
+
+
+class Job(TypedDict):
+    id: int
+    team: str
+    kind: str
+    status: str
+    progress: int
+    model: str
+    version: int
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    result_version: int | None
+    error: str
+    log: list[dict[str, str]]
+    worker: str
+    attempts: int
+    cancel_requested: bool
+    created_by: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class Release(TypedDict):
+    number: int
+    action: str
+    primary: int
+    canary: int | None
+    canary_percent: int
+    shadow: int | None
+    actor: str | None
+    reason: str
+    created_at: str
+
+
+class Endpoint(TypedDict):
+    name: str
+    team: str
+    model: str
+    protected: bool
+    public: bool
+    max_batch_size: int
+    max_queue_delay_ms: float
+    release: Release
+    created_at: str
+
+
+JOB_DONE_STATUSES = ("succeeded", "failed", "cancelled")
