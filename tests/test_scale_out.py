@@ -1,8 +1,8 @@
 """Scale-out on one machine: two web processes and two Celery workers sharing PostgreSQL and Redis.
 
 A promote through one web process is served by the other within a second; jobs spread over both workers; a web
-process killed under load loses no request a retrying client sent. (A worker killed mid-job losing no job is
-tests/registry/test_worker_kill.py, with the same real workers and broker.)
+process killed under load loses no request a retrying client sent; a worker killed mid-job loses no job (the
+other one finishes it; tests/registry/test_worker_kill.py goes through that recovery step by step).
 """
 
 from __future__ import annotations
@@ -16,20 +16,23 @@ import sys
 import threading
 import time
 from contextlib import suppress
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from deployments.services import endpoint_create
 from registry.choices import JobStatus
+from registry.jobs import JOB_LOST_AFTER, jobs_reap
 from registry.models import Job
 from registry.services import registered_model_create
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.deployments.test_endpoint_apis import add_version
-from tests.registry.test_worker_kill import Worker, celery_broker, wait_until, worker_setup
+from tests.registry.test_worker_kill import Worker, celery_broker, redeliver_unacked, wait_until, worker_setup
 from tests.test_stack_smoke import Output
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,6 +176,44 @@ def test_two_web_processes_and_two_workers_share_the_load_and_the_state(
                 thread.join(timeout=10)
             assert len(answers) > 50
             assert set(answers) == {200}
+
+            # 4. A worker killed in the middle of a job: the job is not lost. Its unacknowledged message is
+            #    redelivered and the reaper requeues it (both at once here, as production would after the
+            #    visibility timeout and a minute without heartbeats), and the other worker runs it once.
+            job = None
+            for version in (versions[4], versions[5], versions[6]):
+                requested = httpx.post(
+                    f"{webs[1].url}/api/v1/models/alpha/iris/versions/{version.number}/conversions",
+                    json={"target": "onnx", "quantization": "float16"},
+                    headers={"Authorization": f"Bearer {dev.token}"},
+                    timeout=10,
+                )
+                assert requested.status_code == 202, requested.text
+                job_id = requested.json()["id"]
+
+                def started(job_id: int = job_id) -> Job | None:
+                    return Job.objects.filter(pk=job_id).exclude(status=JobStatus.QUEUED).first()
+
+                running = wait_until(started, 60, "the conversion to start", poll=0.02)
+                if running.status == JobStatus.RUNNING:
+                    victim = next(w for w in workers if running.worker.startswith(w.name + "@"))
+                    victim.kill()
+                    job = Job.objects.get(pk=job_id)
+                    if job.status == JobStatus.RUNNING:
+                        break  # killed mid-job
+                job = None  # it ended before the kill landed: try the next one
+            assert job is not None, "no conversion ran long enough to be killed mid-job"
+            survivor = next(w for w in workers if w is not victim)
+            redeliver_unacked(broker_url)
+            assert jobs_reap(now=timezone.now() + JOB_LOST_AFTER + timedelta(seconds=5)) == [job.pk]
+            final = wait_until(
+                lambda: Job.objects.filter(pk=job.pk, status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED]).first(),
+                120,
+                "the conversion to finish on the other worker",
+                poll=0.2,
+            )
+            assert final.status == JobStatus.SUCCEEDED, final.error
+            assert final.worker.startswith(survivor.name + "@") and final.attempts == 2
 
     except BaseException:
         for process in processes:
