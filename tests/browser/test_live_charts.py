@@ -3,7 +3,6 @@ team page's tiles within seconds, and the range switch draws the history the API
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import uvicorn
 from asgiref.sync import async_to_sync
 from playwright.sync_api import Browser, Page, expect
 
@@ -27,6 +25,7 @@ from serving.auth import token_cache
 from serving.router import router_get, router_reset
 from teams.choices import Role
 from teams.permissions import Actor
+from tests.asgi_server import asgi_server
 from tests.conftest import Member
 from tests.deployments.test_endpoint_apis import add_version
 from tests.teams.factories import PASSWORD
@@ -69,32 +68,8 @@ def watched(make_member, team_a, tmp_path, monkeypatch) -> Iterator[Watched]:
 
 @pytest.fixture
 def live_url(watched: Watched) -> Iterator[str]:
-    """The whole ASGI application (data plane, pages, websockets) served by uvicorn in a thread, lifespan on: the
-    router and the monitoring flusher run as in production (Django's live_server speaks no websockets)."""
-    from config.asgi import application
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=port, lifespan="on", log_level="warning", loop="uvloop")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    else:
-        pytest.fail("the server never became ready")
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
-    router_get().stop()
+    with asgi_server() as url:
+        yield url
 
 
 @contextmanager

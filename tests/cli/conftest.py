@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 from django.db import connections
 from django.utils import timezone
 
@@ -26,8 +22,9 @@ from registry.jobs import job_run
 from registry.models import Job
 from registry.tasks import JOB_HANDLERS
 from serving.auth import token_cache
-from serving.router import router_get, router_reset
+from serving.router import router_reset
 from teams.choices import Role
+from tests.asgi_server import asgi_server
 from tests.conftest import Member
 
 MODELDECK = Path(sys.executable).with_name("modeldeck")
@@ -96,32 +93,10 @@ def worker(db: None, monkeypatch) -> Iterator[Worker]:
 @pytest.fixture
 def live_url(worker: Worker, artifact_dir: Path) -> Iterator[str]:
     """The whole ASGI application served by uvicorn in a thread of this process."""
-    from config.asgi import application
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=port, lifespan="on", log_level="warning", loop="uvloop")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/v2/health/live", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    else:
-        pytest.fail("the server never came up")
-    yield url
-    # Jobs still running (an automatic benchmark) finish before the server and the database go away.
-    worker.join()
-    server.should_exit = True
-    thread.join(timeout=10)
-    router_get().stop()
+    with asgi_server("/v2/health/live") as url:
+        yield url
+        # Jobs still running (an automatic benchmark) finish before the server and the database go away.
+        worker.join()
 
 
 @pytest.fixture

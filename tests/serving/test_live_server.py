@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,12 +13,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from deployments.services import release_promote, release_rollback
-from serving.router import router_get
 from teams.choices import Role
 from teams.permissions import Actor
+from tests.asgi_server import asgi_server
 from tests.serving.conftest import Deployed
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,31 +27,8 @@ X = (np.arange(12, dtype=np.float32).reshape(3, 4) - 5) / 4
 
 @pytest.fixture
 def live_url(deployed: Deployed) -> Iterator[str]:
-    """The whole ASGI application served by uvicorn (uvloop, httptools, lifespan on) in a thread of this process."""
-    from config.asgi import application
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=port, lifespan="on", log_level="warning", loop="uvloop")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    else:
-        pytest.fail("the server never became ready")
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
-    router_get().stop()
+    with asgi_server() as url:
+        yield url
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
