@@ -223,12 +223,22 @@ def cmd_push(ctx: Context) -> Result:
     client = ctx.client
     file = _existing_file(args.file)
     sample = _existing_file(args.sample) if args.sample else None
-    _, created = client.ensure_model(args.model, description=args.description)
-    if created:
-        ctx.reporter.line(f"registered model {args.model}")
+    # A missing model is registered with its first version, in one request: a refused file registers nothing.
+    try:
+        client.get_model(args.model)
+        created = False
+    except NotFound:
+        created = True
+        ctx.reporter.line(f"model {args.model} is new: it is registered with this upload")
     with ctx.reporter.upload(f"uploading {file.name}") as progress:
         version = client.upload_version(
-            args.model, file, sample=sample, description=args.description, tags=args.tag or (), progress=progress
+            args.model,
+            file,
+            sample=sample,
+            description=args.description,
+            tags=args.tag or (),
+            progress=progress,
+            create_model=created,
         )
     ctx.reporter.line(f"uploaded {file.name} as v{version['number']} of {args.model} ({version['status']})")
     conversions = [Conversion(target, quantization) for target, quantization in args.convert or []]

@@ -183,10 +183,12 @@ class Client:
         description: str = "",
         tags: Iterable[str] = (),
         progress: UploadProgress | None = None,
+        create_model: bool = False,
     ) -> Version:
         """Upload a model file as the model's next version, streamed from disk (never read whole into memory).
 
-        `progress(sent, total)` is called as the file's bytes are read onto the connection.
+        `progress(sent, total)` is called as the file's bytes are read onto the connection. With `create_model`,
+        a missing model is registered together with this version (nothing is registered if the upload is refused).
         """
         path = Path(file)
         sample_path = Path(sample) if sample is not None else None
@@ -212,7 +214,10 @@ class Client:
             timeout = httpx.Timeout(DEFAULT_TIMEOUT, read=UPLOAD_READ_TIMEOUT)
             if progress is not None:
                 progress(0, total)
-            response = self._request("POST", self._versions_path(model), files=files, data=data, timeout=timeout)
+            params = {"create_model": "true"} if create_model else None
+            response = self._request(
+                "POST", self._versions_path(model), files=files, data=data, params=params, timeout=timeout
+            )
         return cast(Version, response.json())
 
     def wait_version(

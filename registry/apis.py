@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -15,12 +16,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.errors import ApplicationError
+from common.errors import ApplicationError, NotFoundError
 from registry.benchmark_services import version_benchmark_request
 from registry.conversion_services import parity_override, version_convert_request
 from registry.formats.base import QUANTIZATIONS, TARGETS, Recipe
 from registry.jobs import job_cancel
-from registry.models import ModelVersion
+from registry.models import ModelVersion, RegisteredModel
 from registry.selectors import (
     job_get,
     job_list,
@@ -141,11 +142,26 @@ class VersionListApi(APIView):
         obj = registered_model_get(actor=Actor.from_request(request), team_slug=team, name=model)
         return Response(VersionOutputSerializer(model_version_list(model=obj), many=True).data)
 
-    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: VersionOutputSerializer})
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        parameters=[OpenApiParameter("create_model", bool, description="Register a missing model with this version.")],
+        responses={201: VersionOutputSerializer},
+    )
     def post(self, request: Request, team: str, model: str) -> Response:
         """Upload a model file as the next version; formats that need a worker come back `processing`."""
         actor = Actor.from_request(request)
-        obj = registered_model_get(actor=actor, team_slug=team, name=model, action=Action.DEVELOP)
+        # `?create_model=true` registers a missing model with its first version, in one transaction: a refused
+        # upload leaves no empty model behind (what a pipeline's first push needs).
+        create_model = request.query_params.get("create_model", "").lower() in {"1", "true", "yes"}
+        try:
+            obj: RegisteredModel | None = registered_model_get(
+                actor=actor, team_slug=team, name=model, action=Action.DEVELOP
+            )
+        except NotFoundError:
+            if not create_model:
+                raise
+            team_get_for_actor(actor=actor, slug=team, action=Action.DEVELOP)  # 404 for other teams, 403 for viewers
+            obj = None
         limit = settings.MODELDECK_MAX_UPLOAD_BYTES
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         too_large = ApplicationError(
@@ -168,14 +184,19 @@ class VersionListApi(APIView):
             raise ApplicationError(
                 "too_large", f"The sample is larger than {settings.MODELDECK_MAX_SAMPLE_BYTES} bytes.", status=413
             )
-        version = model_version_create(
-            actor=actor,
-            model=obj,
-            upload=_upload(data.validated_data["file"]),
-            sample=_upload(sample) if sample is not None else None,
-            description=data.validated_data["description"],
-            tags=data.validated_data["tags"].split(","),
-        )
+        with transaction.atomic():
+            if obj is None:
+                obj = registered_model_create(
+                    actor=actor, team=team_get_for_actor(actor=actor, slug=team, action=Action.DEVELOP), name=model
+                )
+            version = model_version_create(
+                actor=actor,
+                model=obj,
+                upload=_upload(data.validated_data["file"]),
+                sample=_upload(sample) if sample is not None else None,
+                description=data.validated_data["description"],
+                tags=data.validated_data["tags"].split(","),
+            )
         return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)
 
 

@@ -48,6 +48,10 @@ def test_exit_codes(cli: Cli, tmp_path, make_member, team_a) -> None:
     assert invalid.code == 5, invalid.stderr
     assert (invalid.json["error"]["status"], invalid.json["error"]["code"]) == (422, "unknown_format")
     assert "error: 'notes.onnx' is not a model file" in invalid.stderr
+    # ...and a refused first push to a new model registers no empty model.
+    fresh = cli("push", junk, "--model", "alpha/never-made", "--json")
+    assert fresh.code == 5, fresh.stderr
+    assert cli("versions", "alpha/never-made", "--json").code == 3
 
     # 2: a local file that is not there, before anything is sent.
     missing = cli("push", tmp_path / "missing.onnx", "--model", "alpha/iris", "--json")

@@ -43,7 +43,7 @@ def test_push_registers_the_model_uploads_with_plain_progress_and_prints_one_jso
     # Not a terminal: progress is plain lines on stderr, in order, and nothing on stdout but the document.
     assert ANSI not in run.stderr + run.stdout
     lines = run.stderr.splitlines()
-    assert lines[0] == "registered model alpha/wide"
+    assert lines[0] == "model alpha/wide is new: it is registered with this upload"
     percents = [
         int(m.group(1)) for line in lines if (m := re.fullmatch(r"uploading wide\.onnx: (\d+)% \(.+ of .+\)", line))
     ]

@@ -252,3 +252,33 @@ def test_worker_formats_are_processing_until_the_worker_inspects_them(
     again = model_version_inspect(version_id=version.pk)
     assert again is not None
     assert again.updated_at == done.updated_at
+
+
+def test_create_model_registers_a_missing_model_with_its_first_version_or_not_at_all(
+    dev, make_member, team_b, tmp_path, artifact_dir
+) -> None:
+    url = "/api/v1/models/alpha/wine/versions?create_model=true"
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model" * 20)
+    refused = upload(dev.token_client(), junk, url=url)
+    assert refused.status_code == 422
+    assert not RegisteredModel.objects.filter(name="wine").exists()  # a refused file registers nothing
+    assert stored_files(artifact_dir) == []
+    assert not AuditEvent.objects.filter(action="model.create").exists()
+
+    path = onnx_file(tmp_path / "wine.onnx")
+    # Without the flag a missing model is still a 404; viewers and other teams get what they always get.
+    assert upload(dev.token_client(), path, url="/api/v1/models/alpha/wine/versions").status_code == 404
+    viewer = make_member(team=dev.team, role=Role.VIEWER, username="viewer")
+    assert upload(viewer.token_client(), path, url=url).status_code == 403
+    outsider = make_member(team=team_b, role=Role.ADMIN, username="outsider")
+    assert upload(outsider.token_client(), path, url=url).status_code == 404
+    assert not RegisteredModel.objects.filter(name="wine").exists()
+
+    created = upload(dev.token_client(), path, url=url)
+    assert created.status_code == 201, created.json()
+    assert (created.json()["model"], created.json()["number"]) == ("alpha/wine", 1)
+    assert RegisteredModel.objects.get(name="wine").versions.count() == 1
+    assert AuditEvent.objects.filter(action="model.create", data={"name": "wine"}).count() == 1
+    # Once it exists the flag changes nothing: the next upload is v2 of the same model.
+    assert upload(dev.token_client(), onnx_file(tmp_path / "w2.onnx", seed=2), url=url).json()["number"] == 2
