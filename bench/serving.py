@@ -242,6 +242,7 @@ def main() -> None:
     auth = {"Authorization": f"Bearer {token}"}
     port = free_port()
     web = ["config.asgi:application", "--loop", "uvloop", "--http", "httptools", "--lifespan", "on"]
+    web += ["--no-proxy-headers"]
     with server(web, env, port, "/v2/health/ready"):
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, headers=auth, timeout=120) as api:

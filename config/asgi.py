@@ -13,18 +13,26 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
 from registry.uploads import UploadLimitMiddleware  # noqa: E402
 from serving.asgi import DataPlane  # noqa: E402
 from serving.views import ROUTES  # noqa: E402
 
+# uvicorn runs with --no-proxy-headers and the X-Forwarded-For/-Proto rewrite is applied here, behind the data
+# plane: the browser, the API and the websockets keep the real client address and scheme (trusted proxies as
+# uvicorn's own FORWARDED_ALLOW_IPS), while inference requests, which never read them, skip its ~20 µs per request
+# (measured on the 2-core development VM: an empty ASGI app's server CPU per request, 94 µs with it, 71 µs without).
 application = DataPlane(
-    ProtocolTypeRouter(
-        {
-            "http": UploadLimitMiddleware(django_asgi_app),
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-        }
+    ProxyHeadersMiddleware(
+        ProtocolTypeRouter(
+            {
+                "http": UploadLimitMiddleware(django_asgi_app),
+                "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            }
+        ),
+        trusted_hosts=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
     ),
     ROUTES,
 )

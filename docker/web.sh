@@ -19,5 +19,6 @@ exec python -m uvicorn config.asgi:application \
     --lifespan on \
     --loop uvloop \
     --http httptools \
+    --no-proxy-headers \
     --workers "$workers" \
     --log-level info "$@"

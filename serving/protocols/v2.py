@@ -281,7 +281,9 @@ def v2_response_encode(
     if request.id is not None:
         response["id"] = request.id
     response["outputs"] = entries
-    header = json_dumps(response, (np.asarray(outputs[name]) for name in request.outputs))
+    # Only the outputs written as JSON can hold a NaN that orjson would turn into null; binary ones are raw bytes.
+    in_json = (np.asarray(outputs[name]) for name in request.outputs if name not in request.binary_outputs)
+    header = json_dumps(response, in_json)
     if not any(name in request.binary_outputs for name in request.outputs):
         return header, {"content-type": "application/json"}
     return b"".join([header, *chunks]), {

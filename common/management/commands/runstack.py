@@ -65,6 +65,8 @@ class Command(BaseCommand):
                 "uvloop",
                 "--http",
                 "httptools",
+                # Applied in config/asgi.py to everything but the inference paths, which do not need it.
+                "--no-proxy-headers",
                 "--workers",
                 str(web_workers),
                 "--log-level",

@@ -373,6 +373,19 @@ def test_nan_and_infinity_in_json_outputs() -> None:
     assert np.isnan(arrays["probs"][0, 0]) and arrays["probs"][0, 1] == np.inf
 
 
+def test_nan_in_a_binary_output_beside_a_json_one() -> None:
+    # The binary output carries its NaN as raw bytes; the JSON header around it holds only finite numbers.
+    outputs = {"probs": np.array([[np.nan, 0.5]], np.float32), "label": np.array([1], np.int64)}
+    body, headers = v2_response_encode(
+        model_name="m", model_version="1", request=request_for(["probs", "label"], binary={"probs"}), outputs=outputs
+    )
+    _result, arrays = infer_result(body, headers)
+    assert np.isnan(arrays["probs"][0, 0]) and arrays["probs"][0, 1] == 0.5
+    assert arrays["label"].tolist() == [1]
+    header = json.loads(body[: int(headers["inference-header-content-length"])])
+    assert header["outputs"][1] == {"name": "label", "datatype": "INT64", "shape": [1], "data": [1]}
+
+
 def test_binary_round_trip_reads_back_with_the_clients_reader() -> None:
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     body, header_length = triton_request([triton_input("x", "FP32", x)], request_id="abc")
