@@ -375,7 +375,7 @@ def test_nan_and_infinity_in_json_outputs() -> None:
 
 def test_nan_in_a_binary_output_beside_a_json_one() -> None:
     # The binary output carries its NaN as raw bytes; the JSON header around it holds only finite numbers.
-    outputs = {"probs": np.array([[np.nan, 0.5]], np.float32), "label": np.array([1], np.int64)}
+    outputs: dict[str, np.ndarray] = {"probs": np.array([[np.nan, 0.5]], np.float32), "label": np.array([1], np.int64)}
     body, headers = v2_response_encode(
         model_name="m", model_version="1", request=request_for(["probs", "label"], binary={"probs"}), outputs=outputs
     )
