@@ -12,6 +12,8 @@ SECRET_KEY: str = env.str("SECRET_KEY", default="")
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Proxies whose X-Forwarded-For/-Proto are believed (uvicorn's own variable; config/asgi.py applies it).
+FORWARDED_ALLOW_IPS: list[str] = env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
 
 INSTALLED_APPS = [
     "daphne",
