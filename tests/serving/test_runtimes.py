@@ -89,3 +89,23 @@ def test_a_tflite_file_without_signatures_runs_through_its_tensors(models: dict[
     np.testing.assert_allclose(
         got[signature.outputs[0].name], reference("tflite", models["tflite"], x), rtol=1e-6, atol=1e-7
     )
+
+
+@pytest.mark.parametrize(
+    ("feed", "error", "says"),
+    [
+        ({"x": np.zeros((1, 4), np.float64)}, "InvalidArgument", "Unexpected input data type"),
+        ({"x": np.zeros((1, 5), np.float32)}, "InvalidArgument", "Got invalid dimensions"),
+        ({"x": np.zeros((1, 4), np.float32), "y": np.zeros(1)}, "InvalidArgument", "Invalid input name: y"),
+        ({}, "ValueError", "Required inputs \\(\\['x'\\]\\) are missing"),
+    ],
+)
+def test_a_feed_the_onnx_model_cannot_take_is_refused_as_the_callers_fault(
+    models: dict[str, Path], feed: dict[str, np.ndarray], error: str, says: str
+) -> None:
+    # The data plane answers 400 for onnxruntime's InvalidArgument and for ValueError (serving/views.py
+    # `_runtime_error`), 500 for anything else.
+    runtime = runtime_load("onnx", models["onnx"], FORMATS["onnx"].inspect(models["onnx"]).signature)
+    with pytest.raises(Exception, match=says) as caught:
+        runtime.run(feed)
+    assert type(caught.value).__name__ == error
