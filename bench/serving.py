@@ -8,6 +8,7 @@ with a closed-loop client at concurrency 1, 8 and 32 (bench/loadgen.py). Also me
   - dynamic batching on vs off at concurrency 32 (MLP, JSON and binary tensors; and a 784-2048-2048-10 MLP), each with
     the server's CPU time per request, beside the model's own cost per row at batch 1 and 32 (in-process): batching
     takes away only the model's share of a request's cost;
+  - the ceiling for batching in Python: bench/lean_server.py (raw protocol, nothing but parse, run, answer), off/on;
   - the process-model check: the minimal app under `uvicorn --workers 2` with asyncio's loop vs uvloop.
 Prints a table and writes the numbers as JSON (default bench/results/serving.json).
 Usage: .venv/bin/python bench/serving.py [--seconds 3] [--out PATH]
@@ -335,6 +336,23 @@ def main() -> None:
         propagation = _promote_to_served(api_base=base, auth=auth, workdir=workdir, x=inputs["iris"])
         print(f"promote -> first answer from the new version: {propagation * 1000:.1f} ms", flush=True)
 
+    # The ceiling for batching in Python: the leanest server there can be (bench/lean_server.py), off and on.
+    body, binary = binary_body(inputs["mlp"])
+    for mode in ("off", "on") if not options.modeldeck_only else ():
+        port = free_port()
+        lean = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "lean_server.py"), str(models["mlp"]), str(port), mode],
+            cwd=ROOT,
+            env=env,
+        )
+        try:
+            _wait_tcp(port)
+            result, cpu = server_load(lean.pid, port, "/", body, 32, binary)
+            record("mlp", f"lean raw server binary, batching {mode}", 32, result, **cpu)
+        finally:
+            lean.terminate()
+            lean.wait()
+
     # The process model: why `uvicorn --workers 2` showed a flat 44 ms p50 (see README).
     for loop_name in ("asyncio", "uvloop") if not options.modeldeck_only else ():
         port = free_port()
@@ -429,6 +447,13 @@ def _report(rows: list[dict[str, Any]], model_cost: dict[str, dict[str, float]])
             f"{on_row.get('server_cpu_us_per_req', float('nan')):.0f} µs on; the model alone"
             f" {cost['1']:.0f} µs a row at batch 1, {cost['32']:.0f} at batch 32"
         )
+    off_row, on_row = (pick("mlp", f"lean raw server binary, batching {mode}", 32) for mode in ("off", "on"))
+    print(
+        f"    mlp binary, the leanest Python server (no validation, auth or recording):"
+        f" {on_row['req_per_s'] / off_row['req_per_s']:.2f}x; server CPU per request"
+        f" {off_row.get('server_cpu_us_per_req', float('nan')):.0f} µs off,"
+        f" {on_row.get('server_cpu_us_per_req', float('nan')):.0f} µs on"
+    )
 
 
 if __name__ == "__main__":
