@@ -15,6 +15,16 @@ from teams.services import api_token_create
 from tests.teams.factories import create_membership, create_team, create_user
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_layers() -> None:
+    """Each test gets new channel layer instances: one keeps per-event-loop state (channels_redis' receive lock), and
+    every test, and every live server a test starts, runs its own loop. A consumer still waiting on an earlier test's
+    loop would otherwise leave the shared instance's lock held and bound to that loop."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends = {}
+
+
 @dataclass
 class Member:
     """A user with a role in a team, and ready clients: one with a session, one with a bearer token."""

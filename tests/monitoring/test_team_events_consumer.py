@@ -33,6 +33,10 @@ async def _connect(path: str, cookie: bytes | None) -> tuple[WebsocketCommunicat
         headers.append((b"cookie", cookie))
     communicator = WebsocketCommunicator(application, path, headers=headers)
     connected, code = await communicator.connect(timeout=5)
+    if not connected:
+        # A refused consumer still runs (and waits on the channel layer) until the socket is gone; end it inside this
+        # test's event loop, or the Redis layer's receive lock stays held by a loop the next test no longer runs.
+        await communicator.disconnect()
     return communicator, connected, code
 
 
