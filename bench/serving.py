@@ -251,17 +251,18 @@ def main() -> None:
                 model, "onnxruntime in-process (limit)", c, raw_onnxruntime(models[model], inputs[model], c, seconds)
             )
 
-    def http_load(port: int, path: str, body: bytes, c: int, headers: dict[str, str] | None = None) -> LoadResult:
+    def http_load(
+        port: int, path: str, body: bytes, c: int, headers: dict[str, str] | None = None, warmup: float = 0.5
+    ) -> LoadResult:
         request = http_request("POST", path, body, {"Content-Type": "application/json", **(headers or {})})
-        return load("127.0.0.1", port, request, concurrency=c, seconds=seconds)
+        return load("127.0.0.1", port, request, concurrency=c, seconds=seconds, warmup=warmup)
 
     def server_load(
         pid: int, port: int, path: str, body: bytes, c: int, headers: dict[str, str]
     ) -> tuple[LoadResult, dict[str, float]]:
-        """`http_load`, plus the server's CPU time per request over the whole run (warm-up requests included)."""
-        request = http_request("POST", path, body, {"Content-Type": "application/json", **headers})
+        """`http_load`, plus the server's CPU time per request (no warm-up: every request is counted, as the CPU is)."""
         before = process_cpu_seconds(pid)
-        result = load("127.0.0.1", port, request, concurrency=c, seconds=seconds, warmup=0)
+        result = http_load(port, path, body, c, headers, warmup=0)
         after = process_cpu_seconds(pid)
         if before is None or after is None or not result.requests:
             return result, {}

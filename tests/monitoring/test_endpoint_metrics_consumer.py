@@ -9,10 +9,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.testing import WebsocketCommunicator
-from django.test import Client
 
-from config.asgi import application
 from deployments.services import endpoint_create
 from monitoring.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
 from monitoring.publish import endpoint_metrics_publish
@@ -21,6 +18,7 @@ from teams.choices import Role
 from teams.models import Team
 from teams.permissions import Actor
 from tests.deployments.test_endpoint_apis import add_version
+from tests.websockets import session_cookie, ws_connect
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("artifact_dir")]
 
@@ -46,25 +44,6 @@ def _metrics(endpoint: str, second: int = 1764412345) -> dict[str, Any]:
     }
 
 
-def _session_cookie(user: Any) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
-
-
-async def _connect(path: str, cookie: bytes | None) -> tuple[WebsocketCommunicator, bool, int | None]:
-    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
-    if cookie:
-        headers.append((b"cookie", cookie))
-    communicator = WebsocketCommunicator(application, path, headers=headers)
-    connected, code = await communicator.connect(timeout=5)
-    if not connected:
-        # A refused consumer still runs (and waits on the channel layer) until the socket is gone; end it inside this
-        # test's event loop, or the Redis layer's receive lock stays held by a loop the next test no longer runs.
-        await communicator.disconnect()
-    return communicator, connected, code
-
-
 @pytest.fixture
 def endpoints(make_member, team_a: Team, team_b: Team, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Endpoint "iris" of team alpha and endpoint "wine" of team bravo."""
@@ -77,29 +56,29 @@ def endpoints(make_member, team_a: Team, team_b: Team, tmp_path: Path, monkeypat
 
 @pytest.fixture
 def viewer_cookie(endpoints: None, make_member, team_a: Team) -> bytes:
-    return _session_cookie(make_member(team=team_a, role=Role.VIEWER).user)
+    return session_cookie(make_member(team=team_a, role=Role.VIEWER).user)
 
 
 @pytest.fixture
 def outsider_cookie(endpoints: None, make_member, team_b: Team) -> bytes:
-    return _session_cookie(make_member(team=team_b, role=Role.ADMIN).user)
+    return session_cookie(make_member(team=team_b, role=Role.ADMIN).user)
 
 
 async def test_anonymous_socket_is_refused(endpoints: None) -> None:
-    _communicator, connected, code = await _connect("/ws/endpoints/iris/", None)
+    _communicator, connected, code = await ws_connect("/ws/endpoints/iris/", None)
     assert not connected
     assert code == CLOSE_UNAUTHENTICATED
 
 
 async def test_another_teams_endpoint_is_refused_like_a_missing_one(outsider_cookie: bytes) -> None:
     for name in ("iris", "does-not-exist"):
-        _communicator, connected, code = await _connect(f"/ws/endpoints/{name}/", outsider_cookie)
+        _communicator, connected, code = await ws_connect(f"/ws/endpoints/{name}/", outsider_cookie)
         assert not connected
         assert code == CLOSE_FORBIDDEN
 
 
 async def test_viewer_receives_the_published_metrics_unchanged(viewer_cookie: bytes) -> None:
-    communicator, connected, _ = await _connect("/ws/endpoints/iris/", viewer_cookie)
+    communicator, connected, _ = await ws_connect("/ws/endpoints/iris/", viewer_cookie)
     assert connected
     await endpoint_metrics_publish(endpoint="iris", metrics=_metrics("iris"))
     assert await communicator.receive_json_from(timeout=2) == _metrics("iris")
@@ -107,7 +86,7 @@ async def test_viewer_receives_the_published_metrics_unchanged(viewer_cookie: by
 
 
 async def test_metrics_of_another_endpoint_are_not_received(viewer_cookie: bytes) -> None:
-    communicator, connected, _ = await _connect("/ws/endpoints/iris/", viewer_cookie)
+    communicator, connected, _ = await ws_connect("/ws/endpoints/iris/", viewer_cookie)
     assert connected
     await endpoint_metrics_publish(endpoint="wine", metrics=_metrics("wine"))
     assert await communicator.receive_nothing(timeout=0.5)
@@ -118,7 +97,7 @@ async def test_metrics_from_another_thread_reach_the_socket_through_redis(viewer
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [settings.REDIS_URL]}}
     }
-    communicator, connected, _ = await _connect("/ws/endpoints/iris/", viewer_cookie)
+    communicator, connected, _ = await ws_connect("/ws/endpoints/iris/", viewer_cookie)
     assert connected
 
     async def publish() -> asyncio.AbstractEventLoop:
