@@ -57,7 +57,8 @@ def main() -> None:
     manage(env, "createteam", "bench", "--admin", "bench")
     token = manage(env, "issuetoken", "--team", "bench", "--user", "bench", "--role", "developer")
     auth = {"Authorization": f"Bearer {token}"}
-    web = ["config.asgi:application", "--loop", "uvloop", "--http", "httptools", "--lifespan", "on"]
+    web = ["config.asgi:application", "--loop", "uvloop", "--lifespan", "on"]
+    web += ["--http", "serving.fastpath:DataPlaneProtocol"]
     request = http_request("POST", "/v2/models/iris/infer", infer_body(x), {"Content-Type": "application/json", **auth})
     results: dict[tuple[str, int], list[float]] = {}
     created = False

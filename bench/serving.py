@@ -290,8 +290,8 @@ def main() -> None:
     token = manage(env, "issuetoken", "--team", "bench", "--user", "bench", "--role", "developer")
     auth = {"Authorization": f"Bearer {token}"}
     port = free_port()
-    web = ["config.asgi:application", "--loop", "uvloop", "--http", "httptools", "--lifespan", "on"]
-    web += ["--no-proxy-headers"]
+    web = ["config.asgi:application", "--loop", "uvloop", "--lifespan", "on"]
+    web += ["--http", "serving.fastpath:DataPlaneProtocol", "--no-proxy-headers"]
     with server(web, env, port, "/v2/health/ready") as web_process:
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, headers=auth, timeout=120) as api:

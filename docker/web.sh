@@ -18,7 +18,7 @@ exec python -m uvicorn config.asgi:application \
     --port "${PORT:-8000}" \
     --lifespan on \
     --loop uvloop \
-    --http httptools \
+    --http serving.fastpath:DataPlaneProtocol \
     --no-proxy-headers \
     --workers "$workers" \
     --log-level info "$@"

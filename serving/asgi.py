@@ -81,34 +81,59 @@ class DataPlane:
         headers.extend((name.encode(), value.encode("latin-1")) for name, value in response.headers.items())
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
-        if request is not None and request.metric is not None:
-            endpoint, version, role, rows = request.metric
-            recorder.record(endpoint, version, role, response.status, elapsed, rows)
+        if request is not None:
+            self.record(request, response.status, elapsed)
 
-    async def _respond(self, scope: Scope, receive: Receive) -> tuple[Response, Request | None]:
+    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | Response:
+        """The handler of a path and method with the path's parameters, or the 404/405 answer."""
         from serving.views import error_response
 
-        path: str = scope["path"]
         for pattern, methods in self.routes:
             match = pattern.match(path)
             if match is None:
                 continue
-            handler = methods.get(scope["method"])
+            handler = methods.get(method)
             if handler is None:
                 allowed = ", ".join(methods)
-                return error_response(path, 405, f"{scope['method']} is not allowed on {path}; use {allowed}"), None
-            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
-            try:
-                body = await self._body(headers, receive) if scope["method"] == "POST" else b""
-            except BodyTooLarge:
-                return error_response(path, 413, f"the request body is larger than {self.max_body} bytes"), None
-            request = Request(scope["method"], path, headers, body, {k: v for k, v in match.groupdict().items() if v})
-            try:
-                return await handler(request), request
-            except Exception:  # a bug must still answer in the protocol's shape, and be logged
-                logger.exception("data plane error on %s %s", scope["method"], path)
-                return error_response(path, 500, "internal error; the server log has the details"), request
-        return error_response(path, 404, f"no inference API at {path}"), None
+                return error_response(path, 405, f"{method} is not allowed on {path}; use {allowed}")
+            return handler, {k: v for k, v in match.groupdict().items() if v}
+        return error_response(path, 404, f"no inference API at {path}")
+
+    def too_large(self, path: str) -> Response:
+        from serving.views import error_response
+
+        return error_response(path, 413, f"the request body is larger than {self.max_body} bytes")
+
+    async def answer(self, request: Request, handler: Handler) -> Response:
+        """Run a resolved request's handler; a bug still answers in the protocol's shape, and is logged."""
+        try:
+            return await handler(request)
+        except Exception:
+            from serving.views import error_response
+
+            logger.exception("data plane error on %s %s", request.method, request.path)
+            return error_response(request.path, 500, "internal error; the server log has the details")
+
+    @staticmethod
+    def record(request: Request, status: int, elapsed: float) -> None:
+        """Count an answered inference request in monitoring (once its handler knew the version)."""
+        if request.metric is not None:
+            endpoint, version, role, rows = request.metric
+            recorder.record(endpoint, version, role, status, elapsed, rows)
+
+    async def _respond(self, scope: Scope, receive: Receive) -> tuple[Response, Request | None]:
+        path: str = scope["path"]
+        resolved = self.resolve(scope["method"], path)
+        if isinstance(resolved, Response):
+            return resolved, None
+        handler, params = resolved
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        try:
+            body = await self._body(headers, receive) if scope["method"] == "POST" else b""
+        except BodyTooLarge:
+            return self.too_large(path), None
+        request = Request(scope["method"], path, headers, body, params)
+        return await self.answer(request, handler), request
 
     async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
         declared = headers.get("content-length")

@@ -1,7 +1,8 @@
 """The whole ASGI application (data plane, pages, API, websockets) under a real uvicorn, in a thread of the test.
 
 Django's live_server speaks no websockets and skips the data plane's front door; this serves `config.asgi` as
-`make run` does (uvloop, lifespan on: the router and the monitoring flusher run as in production).
+`make run` does (uvloop, the data plane's HTTP protocol, lifespan on: the router and the monitoring flusher run as
+in production).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
+from serving.fastpath import DataPlaneProtocol
 from serving.router import router_get
 
 
@@ -35,6 +37,7 @@ def asgi_server(ready_path: str = "/v2/health/ready") -> Iterator[str]:
             lifespan="on",
             log_level="warning",
             loop="uvloop",
+            http=DataPlaneProtocol,
             proxy_headers=False,
         )
     )

@@ -53,7 +53,16 @@ class Web:
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(self.port)),
-                *("--lifespan", "on", "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"),
+                *(
+                    "--lifespan",
+                    "on",
+                    "--loop",
+                    "uvloop",
+                    "--http",
+                    "serving.fastpath:DataPlaneProtocol",
+                    "--log-level",
+                    "warning",
+                ),
             ],
             cwd=ROOT,
             env=env,

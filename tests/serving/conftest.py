@@ -1,4 +1,4 @@
-"""Serving fixtures: committed endpoints (the router reads them from its own thread) and an in-process ASGI client."""
+"""Serving fixtures: committed endpoints (the router reads them from its own thread) and an in-process client."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from teams.choices import Role
 from teams.permissions import Actor
 from tests.conftest import Member
 from tests.deployments.test_endpoint_apis import add_version
+from tests.serving.fastpath_transport import FastPathTransport
 
 
 @dataclass
@@ -68,11 +69,14 @@ def deployed(make_member, team_a, team_b, artifact_dir, tmp_path, monkeypatch) -
     return Deployed(dev, outsider, model, versions, private, public, files)
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+@pytest.fixture(params=["asgi", "fastpath"])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """The application in process, reached as ASGI and through the HTTP protocol uvicorn runs (raw bytes)."""
     from config.asgi import application
 
-    transport = httpx.ASGITransport(app=application)
+    transport: httpx.AsyncBaseTransport = (
+        httpx.ASGITransport(app=application) if request.param == "asgi" else FastPathTransport(application)
+    )
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
     router_get().stop()

@@ -26,6 +26,7 @@ from teams.choices import Role
 from teams.permissions import Actor
 from tests.conftest import Member
 from tests.serving.conftest import Deployed
+from tests.serving.fastpath_transport import FastPathTransport
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -409,13 +410,14 @@ async def _not_here(scope: Scope, receive: Receive, send: Send) -> None:
     raise AssertionError(f"the data plane passed {scope['path']} on")
 
 
-@pytest.fixture
-async def small_client(settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of a data plane built with a 600-byte body limit."""
+@pytest.fixture(params=["asgi", "fastpath"])
+async def small_client(settings: Any, request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a data plane built with a 600-byte body limit (as ASGI, and through its HTTP protocol)."""
     settings.MODELDECK_MAX_INFER_BYTES = 600
     plane = DataPlane(_not_here, ROUTES)
     assert plane.max_body == 600
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=plane), base_url="http://testserver") as http:
+    transport = httpx.ASGITransport(app=plane) if request.param == "asgi" else FastPathTransport(plane)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
     router_get().stop()
     from django.db import connections

@@ -64,7 +64,7 @@ class Command(BaseCommand):
                 "--loop",
                 "uvloop",
                 "--http",
-                "httptools",
+                "serving.fastpath:DataPlaneProtocol",
                 # Applied in config/asgi.py to everything but the inference paths, which do not need it.
                 "--no-proxy-headers",
                 "--workers",
