@@ -60,6 +60,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 class DataPlane:
     """Answer the inference protocols' paths; pass every other request (and websockets) to `app`."""
 
+    request_class = Request  # for serving.fastpath, which cannot import this module before Django is set up
+
     def __init__(self, app: ASGIApp, routes: list[tuple[re.Pattern[str], dict[str, Handler]]]) -> None:
         self.app = app
         self.routes = routes
@@ -86,8 +88,6 @@ class DataPlane:
 
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | Response:
         """The handler of a path and method with the path's parameters, or the 404/405 answer."""
-        from serving.views import error_response
-
         for pattern, methods in self.routes:
             match = pattern.match(path)
             if match is None:
@@ -95,24 +95,20 @@ class DataPlane:
             handler = methods.get(method)
             if handler is None:
                 allowed = ", ".join(methods)
-                return error_response(path, 405, f"{method} is not allowed on {path}; use {allowed}")
+                return _error(path, 405, f"{method} is not allowed on {path}; use {allowed}")
             return handler, {k: v for k, v in match.groupdict().items() if v}
-        return error_response(path, 404, f"no inference API at {path}")
+        return _error(path, 404, f"no inference API at {path}")
 
     def too_large(self, path: str) -> Response:
-        from serving.views import error_response
-
-        return error_response(path, 413, f"the request body is larger than {self.max_body} bytes")
+        return _error(path, 413, f"the request body is larger than {self.max_body} bytes")
 
     async def answer(self, request: Request, handler: Handler) -> Response:
         """Run a resolved request's handler; a bug still answers in the protocol's shape, and is logged."""
         try:
             return await handler(request)
         except Exception:
-            from serving.views import error_response
-
             logger.exception("data plane error on %s %s", request.method, request.path)
-            return error_response(request.path, 500, "internal error; the server log has the details")
+            return _error(request.path, 500, "internal error; the server log has the details")
 
     @staticmethod
     def record(request: Request, status: int, elapsed: float) -> None:
@@ -166,3 +162,9 @@ class DataPlane:
                 await flusher.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _error(path: str, status: int, message: str) -> Response:
+    from serving.views import error_response  # views import this module
+
+    return error_response(path, status, message)

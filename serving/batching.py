@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import itertools
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class Batcher:
         max_batch_size: int,
         max_queue_delay_ms: float,
         executor: concurrent.futures.Executor | None = None,
+        inline_below_seconds: float = 0.0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
@@ -74,6 +76,11 @@ class Batcher:
         self._max_batch_size = max_batch_size
         self._delay = max_queue_delay_ms / 1000
         self._executor = executor
+        # A batch expected to take less than this runs on the event loop: for a small model the thread hop (a wake-up,
+        # the GIL handed back and forth, a call_soon_threadsafe) costs more than the loop is blocked. Expected from
+        # the last call's time per row, which overestimates a bigger batch (the fixed cost is spread thinner).
+        self._inline_below = inline_below_seconds
+        self._seconds_per_row = 0.0
         self.stats = BatcherStats()
         # Cleared for good once an output's first dimension does not match the rows sent: that model does not batch.
         self._batch_major = True
@@ -208,7 +215,10 @@ class Batcher:
         # Left set if the collector is cancelled mid-call, so its cleanup fails these callers instead of stranding them.
         self._in_flight = batch
         try:
-            outcome = await loop.run_in_executor(self._executor, self._execute, batch, rows)
+            if rows * self._seconds_per_row < self._inline_below:
+                outcome = self._execute(batch, rows)
+            else:
+                outcome = await loop.run_in_executor(self._executor, self._execute, batch, rows)
         except Exception as error:  # noqa: BLE001  (the model's error belongs to every caller in the batch)
             self._in_flight = []
             for request in batch:
@@ -223,7 +233,15 @@ class Batcher:
             _settle(request.future, result)
 
     def _execute(self, batch: list[_Request], rows: int) -> _Outcome:
-        # Runs in the executor: concatenating and slicing large tensors must not block the event loop.
+        started = time.perf_counter()
+        try:
+            return self._execute_timed(batch, rows)
+        finally:
+            self._seconds_per_row = (time.perf_counter() - started) / max(rows, 1)
+
+    def _execute_timed(self, batch: list[_Request], rows: int) -> _Outcome:
+        # In the executor unless the batch is quick (see _inline_below): concatenating and slicing large tensors must
+        # not block the event loop.
         if len(batch) == 1:
             outputs = self._run(batch[0].inputs)
             return _Outcome([outputs], [], _is_batch_major(outputs, rows))

@@ -27,7 +27,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 if TYPE_CHECKING:
-    from serving.asgi import DataPlane, Handler, Response
+    from serving.asgi import DataPlane, Handler, Request, Response
 
 FAST_METHODS = frozenset({b"GET", b"POST"})
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -35,6 +35,7 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 def _dataplane(app: Any) -> DataPlane | None:
     """The DataPlane the server runs, if it is the app (proxy headers, which inference never reads, may wrap it)."""
+    # Imported once the app is loaded: uvicorn imports this protocol class before Django is set up.
     from serving.asgi import DataPlane
 
     while isinstance(app, ProxyHeadersMiddleware):
@@ -192,8 +193,6 @@ class FastCycle:
             self._waiter.set_result(None)
 
     async def run(self) -> None:
-        from serving.asgi import Request
-
         protocol = self.protocol
         request: Request | None = None
         response = self.rejected
@@ -212,8 +211,9 @@ class FastCycle:
                 else:
                     body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
                     assert self.handler is not None
-                    request = Request(self.method, self.path, self.headers, body if self.method == "POST" else b"")
-                    request.params = self.params
+                    request = self.dataplane.request_class(
+                        self.method, self.path, self.headers, body if self.method == "POST" else b"", self.params
+                    )
                     response = await self.dataplane.answer(request, self.handler)
             if protocol.flow.write_paused and not self.disconnected:
                 await protocol.flow.drain()

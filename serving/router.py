@@ -25,7 +25,7 @@ from deployments.selectors import release_live_list, release_stamp
 from registry.formats.base import Signature
 from registry.models import ModelVersion
 from serving.batching import Batcher
-from serving.runtime_cache import LoadedVersion, RuntimeCache, VersionKey
+from serving.runtime_cache import INLINE_BELOW_SECONDS, LoadedVersion, RuntimeCache, VersionKey
 from serving.shadow import ShadowRecorder
 
 logger = logging.getLogger(__name__)
@@ -235,6 +235,7 @@ class Router:
                 max_batch_size=route.max_batch_size,
                 max_queue_delay_ms=route.max_queue_delay_ms,
                 executor=self.executor,
+                inline_below_seconds=INLINE_BELOW_SECONDS if version.inline else 0.0,
             )
             self._loop = asyncio.get_running_loop()
         return batcher

@@ -9,6 +9,7 @@ module import time, so the web process never imports TensorFlow.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -89,6 +90,19 @@ class Signature:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @cached_property
+    def input_checks(self) -> dict[str, tuple[TensorSpec, np.dtype[Any], tuple[tuple[int, int], ...]]]:
+        """Each input by name: its spec, numpy dtype and fixed (axis, size) pairs (computed once; serving checks
+        every request against it)."""
+        return {
+            spec.name: (
+                spec,
+                np.dtype(DATATYPE_TO_NUMPY[spec.datatype]),
+                tuple((axis, size) for axis, size in enumerate(spec.shape) if size != -1),
+            )
+            for spec in self.inputs
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Signature:

@@ -219,29 +219,28 @@ def _ragged(spec: TensorSpec) -> ProtocolError:
 
 def inputs_check(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
     """Refuse inputs that do not match the signature exactly: names, datatypes, ranks, fixed dims, shared batch size."""
-    expected = names_text(signature.inputs)
-    specs = {spec.name: spec for spec in signature.inputs}
-    for name in inputs:
-        if name not in specs:
-            raise ProtocolError(f"unexpected input '{name}'; the model expects: {expected}")
-    for spec in signature.inputs:
-        if spec.name not in inputs:
-            raise ProtocolError(f"missing input '{spec.name}'; the model expects: {expected}")
+    checks = signature.input_checks
+    if len(inputs) != len(checks) or any(name not in checks for name in inputs):
+        expected = names_text(signature.inputs)
+        for name in inputs:
+            if name not in checks:
+                raise ProtocolError(f"unexpected input '{name}'; the model expects: {expected}")
+        for spec in signature.inputs:
+            if spec.name not in inputs:
+                raise ProtocolError(f"missing input '{spec.name}'; the model expects: {expected}")
     batches: list[tuple[str, int]] = []
-    for spec in signature.inputs:
+    for spec, dtype, fixed in checks.values():
         array = inputs[spec.name]
-        dtype = np.dtype(DATATYPE_TO_NUMPY[spec.datatype])
         if array.dtype != dtype:
             raise ProtocolError(
                 f"input '{spec.name}' has numpy dtype {array.dtype} but the model expects {spec.datatype} ({dtype})"
             )
-        if array.ndim != len(spec.shape) or any(
-            dim != -1 and dim != got for dim, got in zip(spec.shape, array.shape, strict=True)
-        ):
-            got, want = shape_text(array.shape), shape_text(spec.shape)
+        shape = array.shape
+        if len(shape) != len(spec.shape) or any(shape[axis] != dim for axis, dim in fixed):
+            got, want = shape_text(shape), shape_text(spec.shape)
             raise ProtocolError(f"input '{spec.name}' has shape {got} but the model expects {want}")
         if spec.shape and spec.shape[0] == -1:
-            batches.append((spec.name, array.shape[0]))
-    if len({size for _name, size in batches}) > 1:
+            batches.append((spec.name, shape[0]))
+    if len(batches) > 1 and len({size for _name, size in batches}) > 1:
         sizes = ", ".join(f"'{name}' has {size}" for name, size in batches)
         raise ProtocolError(f"inputs disagree on the batch size (first dim): {sizes}")

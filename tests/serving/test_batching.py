@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -68,8 +69,19 @@ def executor() -> Iterator[ThreadPoolExecutor]:
 async def make_batcher(executor: ThreadPoolExecutor) -> AsyncIterator[MakeBatcher]:
     made: list[Batcher] = []
 
-    def make(run: Callable[[Tensors], Tensors], max_batch_size: int = 8, max_queue_delay_ms: float = 50) -> Batcher:
-        batcher = Batcher(run, max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms, executor=executor)
+    def make(
+        run: Callable[[Tensors], Tensors],
+        max_batch_size: int = 8,
+        max_queue_delay_ms: float = 50,
+        inline_below_seconds: float = 0.0,
+    ) -> Batcher:
+        batcher = Batcher(
+            run,
+            max_batch_size=max_batch_size,
+            max_queue_delay_ms=max_queue_delay_ms,
+            executor=executor,
+            inline_below_seconds=inline_below_seconds,
+        )
         made.append(batcher)
         return batcher
 
@@ -218,6 +230,50 @@ async def test_requests_queued_behind_a_running_batch_form_the_next_one(make_bat
     assert run.rows == [1, 5]
     for result, inputs in zip(results, sent, strict=True):
         assert_doubled(result, inputs)
+
+
+class Timed(Doubler):
+    """A Doubler that remembers the thread of each call and takes `seconds` per call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds = 0.0
+        self.threads: list[int] = []
+
+    def __call__(self, inputs: Tensors) -> Tensors:
+        self.threads.append(threading.get_ident())
+        time.sleep(self.seconds)
+        return super().__call__(inputs)
+
+
+async def test_a_batch_expected_to_be_quick_runs_on_the_event_loop(make_batcher: MakeBatcher) -> None:
+    run = Timed()
+    batcher = make_batcher(run, max_batch_size=4, max_queue_delay_ms=1, inline_below_seconds=0.05)
+    loop_thread = threading.get_ident()
+
+    async def batch_of_four(first: int) -> None:
+        sent = [request(first + i) for i in range(4)]
+        for result, inputs in zip(await asyncio.gather(*(batcher.submit(r) for r in sent)), sent, strict=True):
+            assert_doubled(result, inputs)
+
+    await batch_of_four(0)  # nothing known yet: expected quick, so on the loop
+    assert run.threads == [loop_thread]
+    run.seconds = 0.08  # this call is slow (still on the loop: the last one said quick)...
+    await batch_of_four(10)
+    run.seconds = 0.0
+    await batch_of_four(20)  # ...so the next is expected slow: in the pool
+    await batch_of_four(30)  # the pool's call was quick again: back on the loop
+    assert run.threads[1:] == [loop_thread, run.threads[2], loop_thread]
+    assert run.threads[2] != loop_thread
+    assert run.rows == [4, 4, 4, 4]
+
+
+async def test_batches_run_in_the_pool_by_default(make_batcher: MakeBatcher) -> None:
+    run = Timed()
+    batcher = make_batcher(run, max_batch_size=2, max_queue_delay_ms=1)
+    await asyncio.gather(batcher.submit(request(1)), batcher.submit(request(2)))
+    assert run.rows == [2]
+    assert run.threads[0] != threading.get_ident()
 
 
 async def test_a_model_that_does_not_batch_answers_each_request_alone(make_batcher: MakeBatcher) -> None:
