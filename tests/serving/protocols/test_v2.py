@@ -240,6 +240,51 @@ def test_tritonclient_binary_inputs_of_every_kind_in_input_order() -> None:
     assert np.array_equal(request.inputs["a"], a, equal_nan=True)
 
 
+# A header seen before (same bytes, same signature) replays its decoding; everything else is decoded afresh
+
+
+def test_a_repeated_binary_header_reads_each_bodys_own_tensors() -> None:
+    first, second = (np.arange(8, dtype=np.float32).reshape(2, 4) + 100 * seed for seed in (1, 2))
+    (body_1, length_1), (body_2, length_2) = (triton_request([triton_input("x", "FP32", x)]) for x in (first, second))
+    assert body_1[:length_1] == body_2[:length_2]  # the same header: the second is replayed
+    one, two = v2_request_parse(body_1, IRIS, length_1), v2_request_parse(body_2, IRIS, length_2)
+    assert np.array_equal(one.inputs["x"], first) and np.array_equal(two.inputs["x"], second)
+    assert (two.outputs, two.binary_outputs, two.parameters) == (["probs"], {"probs"}, {"binary_data_output": True})
+
+
+def test_a_repeated_header_with_a_body_of_the_wrong_length_still_gets_the_precise_error() -> None:
+    body, length = triton_request([triton_input("x", "FP32", np.ones((1, 4), np.float32))])
+    assert length is not None
+    v2_request_parse(body, IRIS, length)
+    with pytest.raises(ProtocolError, match="binary_data_size 16 but only 12 bytes of binary data are left"):
+        v2_request_parse(body[:-4], IRIS, length)
+    with pytest.raises(ProtocolError, match="the body has 20 bytes after the JSON header but the inputs' "):
+        v2_request_parse(body + b"\0" * 4, IRIS, length)
+
+
+def test_a_header_checked_against_one_signature_is_checked_again_against_another() -> None:
+    body, length = triton_request([triton_input("x", "FP32", np.ones((1, 4), np.float32))])
+    v2_request_parse(body, IRIS, length)
+    three_features = Signature(inputs=[TensorSpec("x", "FP32", [-1, 3])], outputs=IRIS.outputs)
+    with pytest.raises(ProtocolError, match=r"input 'x' has shape \[1, 4\] but the model expects \[-1, 3\]"):
+        v2_request_parse(body, three_features, length)
+
+
+def test_binary_bytes_inputs_are_decoded_every_time() -> None:
+    ids = np.array([1], dtype=np.int64)
+    a = np.ones((1, 2), np.float32)
+    texts = [np.array([b"ab"], dtype=np.object_), np.array([b"cd"], dtype=np.object_)]
+    requests = [
+        triton_request(
+            [triton_input("a", "FP32", a), triton_input("ids", "INT64", ids), triton_input("text", "BYTES", t)]
+        )
+        for t in texts
+    ]
+    assert requests[0][0][: requests[0][1]] == requests[1][0][: requests[1][1]]  # same header, same sizes
+    for (body, length), text in zip(requests, texts, strict=True):
+        assert v2_request_parse(body, MIXED, length).inputs["text"].tolist() == text.tolist()
+
+
 def test_binary_and_json_inputs_mix() -> None:
     ids = np.array([1, 2], dtype=np.int64)
     body, header_length = triton_request(
