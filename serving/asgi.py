@@ -30,6 +30,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PREFIXES = ("/v2", "/v1/models", "/mlflow/")
+RESOLVED_MAX = 4096
 
 
 @dataclass
@@ -65,6 +66,8 @@ class DataPlane:
     def __init__(self, app: ASGIApp, routes: list[tuple[re.Pattern[str], dict[str, Handler]]]) -> None:
         self.app = app
         self.routes = routes
+        # (method, path) -> handler and path parameters (read-only): the same few paths carry nearly every request.
+        self._resolved: dict[tuple[str, str], tuple[Handler, dict[str, str]]] = {}
         self.max_body = settings.MODELDECK_MAX_INFER_BYTES
         recorder.enabled = settings.MODELDECK_RECORD_INFERENCE
         drift_monitor.sample_rate = settings.MODELDECK_DRIFT_SAMPLE_RATE if recorder.enabled else 0.0
@@ -88,6 +91,17 @@ class DataPlane:
 
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | Response:
         """The handler of a path and method with the path's parameters, or the 404/405 answer."""
+        found = self._resolved.get((method, path))
+        if found is not None:
+            return found
+        resolved = self._resolve(method, path)
+        if isinstance(resolved, tuple):
+            if len(self._resolved) >= RESOLVED_MAX:  # bounded: a flood of distinct names only clears it
+                self._resolved.clear()
+            self._resolved[(method, path)] = resolved
+        return resolved
+
+    def _resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | Response:
         for pattern, methods in self.routes:
             match = pattern.match(path)
             if match is None:

@@ -51,6 +51,13 @@ class DataPlaneProtocol(HttpToolsProtocol):
         self.dataplane = _dataplane(self.app)
         self.prefixes = tuple(p.encode() for p in _prefixes()) if self.dataplane is not None else ()
 
+    def on_message_begin(self) -> None:
+        # uvicorn's builds the ASGI scope here; it is built only for a request that takes the ASGI path.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = None  # type: ignore[assignment]
+
     def on_headers_complete(self) -> None:
         method = self.parser.get_method()
         if (
@@ -61,6 +68,10 @@ class DataPlaneProtocol(HttpToolsProtocol):
             or self.root_path
             or self._over_concurrency_limit()
         ):
+            url, headers, expect_100_continue = self.url, self.headers, self.expect_100_continue
+            super().on_message_begin()
+            self.url, self.headers, self.expect_100_continue = url, headers, expect_100_continue
+            self.scope["headers"] = headers
             super().on_headers_complete()
             return
         parsed_url = httptools.parse_url(self.url)
@@ -78,10 +89,6 @@ class DataPlaneProtocol(HttpToolsProtocol):
             keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
             expect_100_continue=self.expect_100_continue,
         )
-        self.scope["method"] = cycle.method
-        self.scope["path"] = path
-        if http_version != "1.1":
-            self.scope["http_version"] = http_version
         existing = self.cycle
         self.cycle = cycle  # type: ignore[assignment]  # it has what the protocol and the server touch
         if existing is None or existing.response_complete:
