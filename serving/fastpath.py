@@ -1,8 +1,9 @@
 """uvicorn's httptools protocol with a short way in for the inference paths.
 
 An ASGI request costs uvicorn a scope, a task started before the body arrives, an event per body chunk, message
-dicts both ways and two writes; measured on the development VM that is about 40 µs of CPU per request on top of the
-~33 µs the raw HTTP parsing needs, as much as a whole batched MLP request's share of the model. This protocol answers
+dicts both ways and two writes: on an earlier, slower development VM an empty ASGI app cost 70-75 µs of CPU per
+request against 33 µs for the same raw httptools parsing, several times a batched MLP request's share of the model
+(bench/serving.py's batching rows show what is left per request). This protocol answers
 the data plane's paths (GET and POST under /v2, /v1/models and /mlflow/) straight from the parser's callbacks: the
 body is collected as it is parsed, the handler runs once it is complete, and the answer goes out in one write. The
 same `DataPlane` resolves, authorizes, validates, runs and records as on the ASGI path, which every other request

@@ -81,7 +81,9 @@ def alive(pid: int) -> bool:
 
 def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
+    # Not this test process's metrics folder either: runstack empties the one it uses.
+    private = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "MODELDECK_PROMETHEUS_DIR", "PROMETHEUS_MULTIPROC_DIR"}
+    env = {k: v for k, v in os.environ.items() if k not in private}
     env |= {"DJANGO_SETTINGS_MODULE": "config.settings.local", "MODELDECK_VAR_DIR": str(tmp_path / "var")}
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runstack", "--port", str(port), "--concurrency", "1"],
