@@ -85,6 +85,7 @@ class DataPlaneProtocol(HttpToolsProtocol):
             dataplane=self.dataplane,
             method=method.decode("ascii"),
             path=path,
+            target=self.url,
             headers={name.decode("latin-1"): value.decode("latin-1") for name, value in self.headers},
             http_version=http_version,
             keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
@@ -149,6 +150,7 @@ class FastCycle:
         dataplane: DataPlane,
         method: str,
         path: str,
+        target: bytes,
         headers: dict[str, str],
         http_version: str,
         keep_alive: bool,
@@ -158,6 +160,7 @@ class FastCycle:
         self.dataplane = dataplane
         self.method = method
         self.path = path
+        self.target = target  # as sent, for the access log (with the query string, as uvicorn logs it)
         self.headers = headers
         self.http_version = http_version
         self.keep_alive = keep_alive
@@ -256,7 +259,7 @@ class FastCycle:
                 '%s - "%s %s HTTP/%s" %d',
                 f"{client[0]}:{client[1]}" if client else "-",
                 self.method,
-                self.path,
+                self.target.decode("latin-1"),
                 self.http_version,
                 response.status,
             )

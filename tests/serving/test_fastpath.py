@@ -198,3 +198,17 @@ def test_the_data_plane_is_found_behind_proxy_headers_only() -> None:
     assert _dataplane(plane) is plane
     assert _dataplane(ProxyHeadersMiddleware(plane)) is plane  # type: ignore[arg-type]
     assert _dataplane(object()) is None  # any other app: every request takes uvicorn's own path
+
+
+async def test_the_access_log_reads_as_uvicorns(app: Any, caplog: pytest.LogCaptureFixture) -> None:
+    protocol, socket = fastpath_connection(app)
+    assert protocol.access_log  # pytest's capture handler is on the root logger
+    with caplog.at_level("INFO", logger="uvicorn.access"):
+        data = body("logged")
+        headers = {"host": "t", "content-length": str(len(data))}
+        protocol.data_received(raw_request("POST", PATH + "?trace=1", headers, data))
+        await socket.wait(1)
+    assert answer(socket, 0)["id"] == "logged"
+    assert [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"] == [
+        f'127.0.0.1:50000 - "POST {PATH}?trace=1 HTTP/1.1" 200'
+    ]
