@@ -36,6 +36,7 @@ bench: install
 	$(VENV)/python bench/bench_token_auth.py
 	$(VENV)/python bench/upload.py
 	$(VENV)/python bench/serving.py
+	$(VENV)/python bench/dataplane.py
 	$(VENV)/python bench/monitoring.py
 
 clean:
