@@ -8,8 +8,6 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
@@ -18,74 +16,71 @@ from serving.runtime_cache import LoadedVersion
 
 logger = logging.getLogger(__name__)
 
-# Shadow work never queues without bound behind a slow shadow model: beyond this many pending copies, drop (counted).
+# Shadow work never queues without bound behind a slow shadow model: beyond this many pending copies, drop (logged).
 MAX_PENDING = 64
+DROP_WARNING_SECONDS = 60.0
 # Regression-style outputs agree within this; classifier-style outputs (rank >= 2, several columns) must pick the
 # same class per row.
 ATOL = 1e-3
 RTOL = 1e-3
 
 
-@dataclass
-class ShadowStats:
-    requests: int = 0
-    disagreements: int = 0
-    errors: int = 0
-    dropped: int = 0
-    max_abs_diff: float = 0.0
-
-    @property
-    def disagreement_rate(self) -> float:
-        return self.disagreements / self.requests if self.requests else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "disagreement_rate": self.disagreement_rate}
-
-
-def outputs_disagree(primary: dict[str, np.ndarray], shadow: dict[str, np.ndarray]) -> tuple[bool, float]:
-    """Whether the shadow's answer differs from the primary's for this request, and the largest absolute difference."""
-    disagree = False
-    worst = 0.0
+def outputs_disagree(primary: dict[str, np.ndarray], shadow: dict[str, np.ndarray]) -> bool:
+    """Whether the shadow's answer differs from the primary's for this request."""
     for name, expected in primary.items():
         got = shadow.get(name)
         if got is None or got.shape != expected.shape:
-            return True, float("inf")
+            return True
         if expected.dtype.kind not in "fiub":
-            disagree = disagree or not np.array_equal(expected, got)
+            if not np.array_equal(expected, got):
+                return True
             continue
         a, b = expected.astype(np.float64), got.astype(np.float64)
-        diff = np.abs(a - b)
-        if diff.size and not np.isnan(diff).all():
-            worst = max(worst, float(np.nanmax(diff)))
         if a.ndim >= 2 and a.shape[-1] > 1:
-            disagree = disagree or bool((a.argmax(axis=-1) != b.argmax(axis=-1)).any())
-        else:
-            disagree = disagree or not np.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True)
-    return disagree, worst
+            if (a.argmax(axis=-1) != b.argmax(axis=-1)).any():
+                return True
+        elif not np.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True):
+            return True
+    return False
 
 
 class ShadowRecorder:
-    """Run shadow copies on a small pool of their own and keep per (endpoint, version) counts."""
+    """Run shadow copies on a small pool of their own; each is recorded as a request to the shadow version, with
+    whether it disagreed (monitoring/recorder.py), so it reaches the charts, Prometheus and the alert rules."""
 
     def __init__(self, workers: int = 2) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="serving-shadow")
         self._lock = threading.Lock()
         self._pending = 0
-        self.stats: dict[tuple[str, int], ShadowStats] = {}
-
-    def _stats(self, endpoint: str, number: int) -> ShadowStats:
-        return self.stats.setdefault((endpoint, number), ShadowStats())
+        self._dropped: dict[str, int] = {}  # per endpoint, since its last warning
+        self._warned_at: dict[str, float] = {}
 
     def submit(
         self, endpoint: str, version: LoadedVersion, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
     ) -> None:
         with self._lock:
             if self._pending >= MAX_PENDING:
-                self._stats(endpoint, version.key.number).dropped += 1
+                self._drop(endpoint)
                 return
             self._pending += 1
         loop = asyncio.get_running_loop()
         self._executor.submit(self._compare, endpoint, version, inputs, outputs, loop)
+
+    def _drop(self, endpoint: str) -> None:
+        # Under the lock. Dropped copies are said in the log (at most every DROP_WARNING_SECONDS per endpoint), not
+        # recorded as requests: the shadow's disagreement rate stays a rate over copies it actually answered.
+        self._dropped[endpoint] = self._dropped.get(endpoint, 0) + 1
+        now = time.monotonic()
+        if now - self._warned_at.get(endpoint, -DROP_WARNING_SECONDS) >= DROP_WARNING_SECONDS:
+            logger.warning(
+                "shadow copies of %s are dropped: %d copies are already waiting for the shadow version "
+                "(%d dropped since the last warning); its disagreement counts cover the copies it answered",
+                endpoint,
+                MAX_PENDING,
+                self._dropped[endpoint],
+            )
+            self._warned_at[endpoint] = now
+            self._dropped[endpoint] = 0
 
     def _compare(
         self,
@@ -101,16 +96,9 @@ class ShadowRecorder:
         try:
             shadow_outputs = version.runtime.run(inputs)
             status = 200
-            disagree, diff = outputs_disagree(outputs, shadow_outputs)
-            with self._lock:
-                stats = self._stats(endpoint, version.key.number)
-                stats.requests += 1
-                stats.disagreements += int(disagree)
-                stats.max_abs_diff = max(stats.max_abs_diff, diff)
+            disagree = outputs_disagree(outputs, shadow_outputs)
         except Exception:  # a failing shadow is recorded, never surfaced to the caller
             logger.exception("shadow v%s of %s failed", version.key.number, endpoint)
-            with self._lock:
-                self._stats(endpoint, version.key.number).errors += 1
         finally:
             with self._lock:
                 self._pending -= 1
@@ -119,11 +107,6 @@ class ShadowRecorder:
             number, elapsed = version.key.number, time.perf_counter() - started
             with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
                 loop.call_soon_threadsafe(recorder.record, endpoint, number, "shadow", status, elapsed, rows, disagree)
-
-    def snapshot(self, endpoint: str) -> dict[int, dict[str, Any]]:
-        """The shadow counts of one endpoint, by version number."""
-        with self._lock:
-            return {number: s.to_dict() for (name, number), s in self.stats.items() if name == endpoint}
 
     def drain(self, timeout: float = 5.0) -> None:
         """Wait until no shadow copy is pending (tests, shutdown)."""
