@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,18 @@ def _fresh_channel_layers() -> None:
     from channels.layers import channel_layers
 
     channel_layers.backends = {}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_router() -> Iterator[None]:
+    """Each test starts with no serving router (nothing loaded, no follower thread) and no cached token answers."""
+    from serving.auth import token_cache
+    from serving.router import router_reset
+
+    router_reset()
+    token_cache().clear()
+    yield
+    router_reset()
 
 
 @dataclass

@@ -21,22 +21,12 @@ from registry.choices import JobKind, JobStatus
 from registry.jobs import job_run
 from registry.models import Job
 from registry.tasks import JOB_HANDLERS
-from serving.auth import token_cache
-from serving.router import router_reset
 from teams.choices import Role
 from tests.asgi_server import asgi_server
 from tests.conftest import Member
 
 MODELDECK = Path(sys.executable).with_name("modeldeck")
 CLI_TIMEOUT = 120
-
-
-@pytest.fixture(autouse=True)
-def _fresh_router() -> Iterator[None]:
-    router_reset()
-    token_cache().clear()
-    yield
-    router_reset()
 
 
 @dataclass

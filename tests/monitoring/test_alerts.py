@@ -37,10 +37,9 @@ from tests.deployments.test_endpoint_apis import add_version
 from tests.serving import conftest as serving_fixtures
 from tests.serving.conftest import Deployed
 
-# The data plane's fixtures (a committed endpoint, an in-process ASGI client, a fresh router for each test).
+# The data plane's fixtures (a committed endpoint, an in-process client); every test gets a fresh router anyway.
 deployed = serving_fixtures.deployed
 client = serving_fixtures.client
-_fresh_router = serving_fixtures._fresh_router
 
 # --- helpers ---------------------------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +17,7 @@ from deployments.models import Endpoint
 from deployments.services import endpoint_create
 from registry.models import ModelVersion, RegisteredModel
 from registry.services import registered_model_create
-from serving.auth import token_cache
-from serving.router import router_get, router_reset
+from serving.router import router_get
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.conftest import Member
@@ -45,14 +44,6 @@ class Deployed:
         """What onnxruntime itself answers for version `number`: the reference every protocol must match."""
         session = ort.InferenceSession(str(self.files[number]), providers=["CPUExecutionProvider"])
         return np.asarray(session.run(None, {"x": x})[0])
-
-
-@pytest.fixture(autouse=True)
-def _fresh_router() -> Iterator[None]:
-    router_reset()
-    token_cache().clear()
-    yield
-    router_reset()
 
 
 @pytest.fixture
