@@ -15,7 +15,7 @@ import numpy as np
 from registry.formats.base import Signature, TensorSpec
 from serving.protocols.errors import ProtocolError
 from serving.protocols.jsonio import json_dumps, json_loads
-from serving.protocols.tensors import inputs_check, names_text, shape_text, tensor_from_data
+from serving.protocols.tensors import inputs_check, json_body, names_text, shape_text, tensor_from_data
 from serving.protocols.tfserving import tfserving_inputs_parse, tfserving_instances_parse
 
 DATAFRAME_SPLIT = "dataframe_split"
@@ -39,7 +39,8 @@ _COMPACT = (",", ":")
 def mlflow_request_parse(body: bytes, content_type: str | None, signature: Signature) -> dict[str, np.ndarray]:
     """Decode an /invocations body (JSON in one of MLflow's four shapes, or CSV) into the model's input tensors."""
     read = _csv_inputs if _content_kind(content_type) == "csv" else _json_inputs
-    inputs = read(body, signature)
+    with json_body(body):
+        inputs = read(body, signature)
     inputs_check(signature, inputs)
     return inputs
 

@@ -7,6 +7,7 @@ import binascii
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,41 @@ def is_b64_object(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and "b64" in value
 
 
+# Whether the JSON being decoded can hold booleans at all. Numbers among which a `true` hides are only found by
+# looking at every element, which costs more than the rest of decoding a tensor: the protocols' parsers say, per
+# request body, whether `true` or `false` appears in it anywhere (nearly never for numeric tensors), and the look is
+# skipped when neither does. Unknown (a direct call): always look.
+_booleans_possible: ContextVar[bool] = ContextVar("json_booleans_possible", default=True)
+
+
+class json_body:
+    """Around decoding a JSON request body: lets tensor_from_data skip the per-element boolean check when `true`
+    and `false` appear nowhere in `body`."""
+
+    def __init__(self, body: bytes) -> None:
+        self.possible = _may_contain(body, b"true") or _may_contain(body, b"false")
+
+    def __enter__(self) -> None:
+        self._token = _booleans_possible.set(self.possible)
+
+    def __exit__(self, *exc: object) -> None:
+        _booleans_possible.reset(self._token)
+
+
+def _may_contain(body: bytes, word: bytes, tries: int = 64) -> bool:
+    """Whether `word` may be in `body`: a memchr for its first letter, then a compare, which is ten times quicker
+    than `word in body` for a body of numbers; a body with too many of that letter is taken to (the safe answer)."""
+    first = word[:1]
+    at = body.find(first)
+    for _ in range(tries):
+        if at == -1:
+            return False
+        if body.startswith(word, at):
+            return True
+        at = body.find(first, at + 1)
+    return at != -1
+
+
 def tensor_from_data(spec: TensorSpec, data: Any, shape: list[int] | None = None) -> np.ndarray:
     """Turn JSON data (a scalar, flat or nested lists) into an array of the spec's dtype, shaped as `shape` if given."""
     dtype = np.dtype(DATATYPE_TO_NUMPY[spec.datatype])
@@ -92,6 +128,14 @@ def _numeric_array(spec: TensorSpec, data: Any, dtype: np.dtype) -> np.ndarray:
         # `[]` infers float64; an empty tensor has no element that could be of the wrong type.
         return inferred.astype(dtype)
     target = dtype.kind
+    # numpy reads true/false among numbers as 1/0 ([1.5, true] infers float64): JSON booleans are not numbers.
+    if (
+        kind in "iuf"
+        and target in "iuf"
+        and _booleans_possible.get()
+        and (unfit := _unfit_element(spec, data, dtype)) is not None
+    ):
+        raise unfit
     if target == "f" and kind in "iuf":
         try:
             with np.errstate(over="raise"):

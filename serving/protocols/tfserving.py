@@ -11,7 +11,14 @@ import numpy as np
 from registry.formats.base import Signature, TensorSpec
 from serving.protocols.errors import ProtocolError
 from serving.protocols.jsonio import json_dumps, json_loads
-from serving.protocols.tensors import input_spec, inputs_check, is_b64_object, names_text, tensor_from_data
+from serving.protocols.tensors import (
+    input_spec,
+    inputs_check,
+    is_b64_object,
+    json_body,
+    names_text,
+    tensor_from_data,
+)
 
 SIGNATURE_NAME = "serving_default"
 
@@ -36,6 +43,11 @@ _COMPACT = (",", ":")
 
 def tfserving_request_parse(body: bytes, signature: Signature) -> tuple[dict[str, np.ndarray], str]:
     """Decode a predict request; return its tensors and its format, "row" (instances) or "columnar" (inputs)."""
+    with json_body(body):
+        return _tfserving_request_parse(body, signature)
+
+
+def _tfserving_request_parse(body: bytes, signature: Signature) -> tuple[dict[str, np.ndarray], str]:
     try:
         document = json_loads(body)
     except RecursionError:

@@ -16,6 +16,7 @@ from serving.protocols.jsonio import json_dumps, json_loads
 from serving.protocols.tensors import (
     input_spec,
     inputs_check,
+    json_body,
     json_preview,
     names_text,
     shape_text,
@@ -62,12 +63,14 @@ _PLANS_MAX = 1024
 def v2_request_parse(body: bytes, signature: Signature, header_length: int | None = None) -> V2Request:
     """Decode a JSON (or JSON header + binary tensor data) inference request and check it against the signature."""
     if header_length is None or not 0 <= header_length <= len(body):
-        return _v2_request_parse(body, signature, header_length)[0]
+        with json_body(body):
+            return _v2_request_parse(body, signature, header_length)[0]
     header = body[:header_length]
     plan = _PLANS.get((id(signature), header))
     if plan is not None and plan.signature is signature and header_length + plan.size == len(body):
         return _binary_planned(plan, body, header_length)
-    request, all_binary = _v2_request_parse(body, signature, header_length)
+    with json_body(header):
+        request, all_binary = _v2_request_parse(body, signature, header_length)
     if all_binary:
         if len(_PLANS) >= _PLANS_MAX:
             _PLANS.clear()

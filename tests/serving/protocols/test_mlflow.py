@@ -364,3 +364,8 @@ def test_error_body() -> None:
 def test_json_nested_beyond_the_parsers_limit() -> None:
     body = b'{"inputs":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     assert refused(body) == "Failed to parse input from JSON: the request body nests too deeply"
+
+
+def test_a_boolean_among_numbers_is_refused() -> None:
+    document = {"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": [[1.5, 2, True, 4]]}}
+    assert refused(document) == "input 'x' expects FP32 numbers but got true"

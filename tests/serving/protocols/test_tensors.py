@@ -8,7 +8,7 @@ import pytest
 
 from registry.formats.base import Signature, TensorSpec
 from serving.protocols.errors import ProtocolError
-from serving.protocols.tensors import inputs_check, tensor_from_data
+from serving.protocols.tensors import inputs_check, json_body, tensor_from_data
 
 X = TensorSpec("x", "FP32", [-1, 4])
 IDS = TensorSpec("ids", "INT64", [-1])
@@ -139,10 +139,21 @@ def test_an_all_boolean_tensor_is_refused_for_numeric_inputs() -> None:
     )
 
 
-def test_a_boolean_among_numbers_is_coerced_as_numpy_does() -> None:
-    # Decision: spotting one bool among numbers would cost a Python pass over every element on the hot path.
-    assert tensor_from_data(TensorSpec("n", "INT32", [-1]), [0, True]).tolist() == [0, 1]
-    assert tensor_from_data(TensorSpec("x", "FP32", [-1]), [True, 1.5]).tolist() == [1.0, 1.5]
+def test_a_boolean_among_numbers_is_refused() -> None:
+    # numpy alone would read these as [0, 1] and [1.0, 1.5].
+    assert refused(TensorSpec("n", "INT32", [-1]), [0, True]).message == "input 'n' expects INT32 integers but got true"
+    fp32 = TensorSpec("x", "FP32", [-1])
+    assert refused(fp32, [1.5, False]).message == "input 'x' expects FP32 numbers but got false"
+    with json_body(b'{"id": "true", "x": [1.5, false]}'):
+        assert refused(TensorSpec("x", "FP32", [-1]), [1.5, False]).message.endswith("but got false")
+
+
+def test_the_look_for_booleans_is_skipped_for_a_body_without_any() -> None:
+    # What a body without `true` or `false` anywhere saves: the per-element look (shown here with data that could not
+    # have come from such a body, the only way to see that the look was skipped).
+    with json_body(b'{"x": [0, 1]}'):
+        assert tensor_from_data(TensorSpec("n", "INT32", [-1]), [0, True]).tolist() == [0, 1]
+        assert tensor_from_data(TensorSpec("x", "FP32", [-1]), [0, 1]).tolist() == [0.0, 1.0]
 
 
 def test_the_whole_uint64_range_is_accepted() -> None:
@@ -288,3 +299,16 @@ def test_a_deep_branch_beside_a_shallow_one_is_ragged_not_a_crash() -> None:
     message = "input 'x' has ragged nested lists: every list at the same depth must have the same length"
     assert refused(X, [1.0, deep]).message == message
     assert refused(TEXT, ["a", deep]).message == message.replace("'x'", "'text'")
+
+
+@pytest.mark.parametrize(
+    ("body", "possible"),
+    [
+        (b'{"inputs": [{"name": "x", "datatype": "FP32", "data": [1.5, 2e-3]}]}', False),
+        (b'{"inputs": [{"name": "x", "datatype": "FP32", "data": [1.5, true]}]}', True),
+        (b'{"instances": [[false, 1]]}', True),
+        (b'{"id": "t' + b"t" * 500 + b'", "x": [1]}', True),  # too many t's to look at each: assumed, safely
+    ],
+)
+def test_json_body_says_whether_booleans_are_possible(body: bytes, possible: bool) -> None:
+    assert json_body(body).possible is possible

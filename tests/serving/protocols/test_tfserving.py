@@ -382,3 +382,8 @@ def test_error_body() -> None:
 def test_json_nested_beyond_the_parsers_limit() -> None:
     body = b'{"instances":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     assert refused(body) == "JSON Parse error: the request body nests too deeply"
+
+
+def test_a_boolean_among_numbers_is_refused_in_either_format() -> None:
+    assert refused({"instances": [[1.5, 2, True, 4]]}) == "input 'x' expects FP32 numbers but got true"
+    assert refused({"inputs": [[1.5, 2, 3, False]]}) == "input 'x' expects FP32 numbers but got false"

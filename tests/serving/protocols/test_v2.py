@@ -811,3 +811,17 @@ def test_binary_flags_must_be_booleans() -> None:
 def test_json_nested_beyond_the_parsers_limit() -> None:
     body = b'{"inputs":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     assert refused(body) == "the request body nests JSON too deeply"
+
+
+def test_a_boolean_among_the_numbers_of_json_data_is_refused() -> None:
+    tensor = {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1.5, True, 2, 3]}
+    body = json.dumps({"inputs": [tensor]}).encode()
+    assert refused(body) == "input 'x' expects FP32 numbers but got true"
+    # In the JSON header of a request with binary data too.
+    ids = {"name": "ids", "shape": [1], "datatype": "INT64", "data": [False]}
+    a = {"name": "a", "shape": [1, 2], "datatype": "FP32", "parameters": {"binary_data_size": 8}}
+    text = {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["x"]}
+    header = json.dumps({"inputs": [a, ids, text]}).encode()
+    assert refused(header + np.ones(2, np.float32).tobytes(), MIXED, len(header)) == (
+        "input 'ids' expects INT64 integers but got false"
+    )
