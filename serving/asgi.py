@@ -61,7 +61,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 class DataPlane:
     """Answer the inference protocols' paths; pass every other request (and websockets) to `app`."""
 
-    request_class = Request  # for serving.fastpath, which cannot import this module before Django is set up
+    # For serving.fastpath, which cannot import this module before Django is set up.
+    request_class = Request
+    raw_prefixes = tuple(prefix.encode() for prefix in PREFIXES)  # matched against the request target's bytes
 
     def __init__(self, app: ASGIApp, routes: list[tuple[re.Pattern[str], dict[str, Handler]]]) -> None:
         self.app = app

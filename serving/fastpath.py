@@ -50,7 +50,7 @@ class DataPlaneProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.dataplane = _dataplane(self.app)
-        self.prefixes = tuple(p.encode() for p in _prefixes()) if self.dataplane is not None else ()
+        self.prefixes = self.dataplane.raw_prefixes if self.dataplane is not None else ()
 
     def on_message_begin(self) -> None:
         # uvicorn's builds the ASGI scope here; it is built only for a request that takes the ASGI path.
@@ -267,9 +267,3 @@ class FastCycle:
         if not self.keep_alive:
             protocol.transport.close()
         protocol.on_response_complete()
-
-
-def _prefixes() -> tuple[str, ...]:
-    from serving.asgi import PREFIXES
-
-    return PREFIXES
