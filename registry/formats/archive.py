@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 
-from registry.formats.base import ModelFileError
+from registry.formats.base import ModelFileError, error_summary
 
 MIB = 1024 * 1024
 # A compression ratio says little about small members (a 1 KiB JSON of zeros is harmless), so only larger ones count.
@@ -66,7 +66,7 @@ def check_zip(path: Path) -> list[zipfile.ZipInfo]:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error) as exc:
         raise ModelFileError(
-            "zip_corrupt", f"The archive is corrupt or truncated: {_short(exc)}.", {"reason": _short(exc)}
+            "zip_corrupt", f"The archive is corrupt or truncated: {error_summary(exc)}.", {"reason": error_summary(exc)}
         ) from exc
     _check_members(infos)
     return infos
@@ -106,8 +106,8 @@ def safe_extract(path: Path, dest: Path) -> None:
             except (zipfile.BadZipFile, EOFError, struct.error, NotImplementedError, RuntimeError) as exc:
                 raise ModelFileError(
                     "zip_corrupt",
-                    f"The archive member '{info.filename}' could not be read: {_short(exc)}.",
-                    {"member": info.filename, "reason": _short(exc)},
+                    f"The archive member '{info.filename}' could not be read: {error_summary(exc)}.",
+                    {"member": info.filename, "reason": error_summary(exc)},
                 ) from exc
             except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
                 raise ModelFileError(
@@ -246,8 +246,3 @@ def _size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} bytes"
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]

@@ -8,6 +8,7 @@ module import time, so the web process never imports TensorFlow.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -182,3 +183,97 @@ class Recipe:
 
 class ConversionError(ModelFileError):
     """Raise when a converter cannot convert a model; the message names the cause (an op, a layer), not a trace."""
+
+
+def signature_differences(reference: Signature, candidate: Signature) -> list[dict[str, Any]]:
+    """List how `candidate` breaks the contract of `reference` (empty when every client request still works).
+
+    Compatible means: the same input and output names and datatypes; input shapes equal or more permissive (a fixed
+    dimension may become dynamic); output shapes equal. Each difference is {"tensor": "input" | "output", "name",
+    "problem": "missing" | "added" | "datatype" | "shape", "expected", "found"}.
+    """
+    differences: list[dict[str, Any]] = []
+    for role, old, new in (
+        ("input", reference.inputs, candidate.inputs),
+        ("output", reference.outputs, candidate.outputs),
+    ):
+        new_by_name = {spec.name: spec for spec in new}
+        old_names = {spec.name for spec in old}
+        for spec in old:
+            found = new_by_name.get(spec.name)
+            if found is None:
+                differences.append(_difference(role, spec.name, "missing", spec.datatype, None))
+                continue
+            if found.datatype != spec.datatype:
+                differences.append(_difference(role, spec.name, "datatype", spec.datatype, found.datatype))
+            if not _shape_compatible(spec.shape, found.shape, widening=role == "input"):
+                differences.append(_difference(role, spec.name, "shape", spec.shape, found.shape))
+        for spec in new:
+            if spec.name not in old_names:
+                differences.append(_difference(role, spec.name, "added", None, spec.datatype))
+    return differences
+
+
+def describe_differences(differences: list[dict[str, Any]]) -> str:
+    """Say each signature difference in words, for messages: "output 'probs' is FP16 instead of FP32; ..."."""
+    words = []
+    for d in differences:
+        tensor = f"{d['tensor']} '{d['name']}'"
+        if d["problem"] == "missing":
+            words.append(f"{tensor} is gone")
+        elif d["problem"] == "added":
+            words.append(f"{tensor} ({d['found']}) is new")
+        else:
+            words.append(f"{tensor} is {_show(d['found'])} instead of {_show(d['expected'])}")
+    return "; ".join(words)
+
+
+def _difference(role: str, name: str, problem: str, expected: Any, found: Any) -> dict[str, Any]:
+    return {"tensor": role, "name": name, "problem": problem, "expected": expected, "found": found}
+
+
+def _shape_compatible(old: list[int], new: list[int], *, widening: bool) -> bool:
+    if len(old) != len(new):
+        return False
+    # An input may accept more than before (a fixed dimension turned dynamic); an output must keep its shape.
+    return all(o == n or (widening and n == -1) for o, n in zip(old, new, strict=True))
+
+
+def _show(value: Any) -> str:
+    return "[" + ", ".join(str(d) for d in value) + "]" if isinstance(value, list) else str(value)
+
+
+# "ValueError: ...", "tensorflow.python.framework.errors_impl.InvalidArgumentError: ...": where a root cause starts.
+_EXCEPTION_LINE = re.compile(r"^\s*(?:[A-Za-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception)\s*:\s*(.*)$")
+# Lines that follow an error message in TensorFlow's reports but are not part of it.
+_TRAILER = re.compile(
+    r"^\s*(?:File [\"']|Call arguments received|Arguments received|Traceback \(most recent call last\))"
+)
+
+
+def error_summary(exc: BaseException, limit: int = 600) -> str:
+    """The root cause of an exception as one paragraph for people, never the first line of a trace.
+
+    Follows explicit causes (`raise ... from`) to the deepest one. TensorFlow reports errors raised inside traced
+    code as "in user code: <trace> ValueError: <message>", so the last "SomethingError: message" in the text wins;
+    otherwise the text's first paragraph is the message. The full trace belongs in logs, not here.
+    """
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    starts = [i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line)]
+    if starts:
+        first = _EXCEPTION_LINE.match(lines[starts[-1]])
+        assert first is not None
+        paragraph = [first.group(1)]
+        following = lines[starts[-1] + 1 :]
+    else:
+        paragraph, following = [lines[0]], lines[1:]
+    for line in following:
+        if not line.strip() or _TRAILER.match(line):
+            break
+        paragraph.append(line)
+    text = " ".join(" ".join(paragraph).split()).rstrip(".")
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

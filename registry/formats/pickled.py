@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from registry.formats.base import Inspection, ModelFileError
+from registry.formats.base import Inspection, ModelFileError, error_summary
 from registry.formats.sklearn import estimator_inspection
 
 PICKLE_REFUSAL_MESSAGE = (
@@ -69,7 +69,7 @@ def load_estimator(path: Path) -> Any:
         return joblib.load(path)
     except Exception as exc:
         # A pickle stream can raise anything while it runs, by design.
-        raise ModelFileError("invalid_pickle", f"The pickle file could not be loaded: {_short(exc)}.") from exc
+        raise ModelFileError("invalid_pickle", f"The pickle file could not be loaded: {error_summary(exc)}.") from exc
 
 
 def is_pickle_header(data: bytes) -> bool:
@@ -95,11 +95,6 @@ def _decompressor_for(head: bytes) -> Callable[[bytes], bytes] | None:
         alone = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
         return lambda data: alone.decompress(data, 16)
     return None
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 FORMAT = PickleFormat()

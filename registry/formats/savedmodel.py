@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.formats.archive import check_zip, is_zip, safe_extract, zip_names
-from registry.formats.base import NUMPY_TO_DATATYPE, Inspection, ModelFileError, Signature, TensorSpec
+from registry.formats.base import NUMPY_TO_DATATYPE, Inspection, ModelFileError, Signature, TensorSpec, error_summary
 
 SAVED_MODEL_FILE = "saved_model.pb"
 SIGNATURE_KEY = "serving_default"
@@ -38,7 +38,7 @@ class SavedModelFormat:
             except Exception as exc:
                 # TensorFlow reports bad SavedModels through many types (OpError, ValueError, DecodeError, ...).
                 raise ModelFileError(
-                    "invalid_savedmodel", f"The SavedModel could not be loaded: {_short(exc)}."
+                    "invalid_savedmodel", f"The SavedModel could not be loaded: {error_summary(exc)}."
                 ) from exc
             signatures = dict(loaded.signatures)
             if SIGNATURE_KEY not in signatures:
@@ -126,11 +126,6 @@ def _tensor_spec(name: str, spec: Any, role: str) -> TensorSpec:
     return TensorSpec(
         name=name, datatype=datatype, shape=[-1 if dim is None else int(dim) for dim in spec.shape.as_list()]
     )
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 FORMAT = SavedModelFormat()

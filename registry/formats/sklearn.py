@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.formats.archive import check_zip, is_zip, zip_names
-from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec
+from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec, error_summary
 
 SCHEMA_FILE = "schema.json"
 TRUSTED_PACKAGES = ("sklearn.", "numpy.", "scipy.")
@@ -64,7 +64,7 @@ def load_estimator(path: Path) -> Any:
         untrusted: list[str] = sio.get_untrusted_types(file=str(path))
     except Exception as exc:
         # skops surfaces a malformed schema as whatever json/zipfile/KeyError it hits first.
-        raise ModelFileError("invalid_skops", f"The skops file cannot be read: {_short(exc)}.") from exc
+        raise ModelFileError("invalid_skops", f"The skops file cannot be read: {error_summary(exc)}.") from exc
     refused = sorted(name for name in untrusted if not is_trusted_type(name))
     if refused:
         raise ModelFileError(
@@ -78,7 +78,7 @@ def load_estimator(path: Path) -> Any:
     try:
         estimator = sio.load(path, trusted=untrusted)
     except Exception as exc:
-        raise ModelFileError("invalid_skops", f"The skops file could not be loaded: {_short(exc)}.") from exc
+        raise ModelFileError("invalid_skops", f"The skops file could not be loaded: {error_summary(exc)}.") from exc
     return estimator
 
 
@@ -171,11 +171,6 @@ def _n_outputs(estimator: Any) -> int:
     if coef is not None and getattr(coef, "ndim", 1) == 2:
         return int(coef.shape[0])
     return 1
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 FORMAT = SklearnFormat()

@@ -6,7 +6,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from registry.formats.base import NUMPY_TO_DATATYPE, Inspection, ModelFileError, Signature, TensorSpec
+from registry.formats.base import NUMPY_TO_DATATYPE, Inspection, ModelFileError, Signature, TensorSpec, error_summary
 
 _IDENTIFIER = b"TFL3"
 # Root table offset (4 bytes), file identifier (4 bytes), then at least the root table's vtable offset.
@@ -54,7 +54,7 @@ class TFLiteFormat:
         except Exception as exc:
             # LiteRT's bindings report a corrupt model as ValueError, RuntimeError, TypeError or KeyError, by chance.
             raise ModelFileError(
-                "invalid_tflite", f"The file is not a loadable TensorFlow Lite model: {_short(exc)}."
+                "invalid_tflite", f"The file is not a loadable TensorFlow Lite model: {error_summary(exc)}."
             ) from exc
         return Inspection(
             signature=Signature(inputs=inputs, outputs=outputs),
@@ -102,11 +102,6 @@ def _tensor_spec(name: str, details: dict[str, Any], role: str) -> TensorSpec:
 def _plain_name(name: str) -> str:
     name = name.removeprefix(_NAME_PREFIX)
     return name.removesuffix(":0")
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 FORMAT = TFLiteFormat()

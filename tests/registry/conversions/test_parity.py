@@ -194,12 +194,21 @@ def test_a_shape_change_fails() -> None:
 
 @pytest.mark.parametrize("role", ["source", "converted"])
 def test_a_model_that_cannot_run_fails_with_the_cause(role: str) -> None:
-    broken = FixedRunner(error=RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT\nstack"))
+    # onnxruntime's own wording: the cause spans three lines; a trace after a blank line is not part of it.
+    broken = FixedRunner(
+        error=RuntimeError(
+            "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input: x for the following "
+            "indices\n index: 1 Got: 5 Expected: 4\n Please fix either the inputs/the model.\n\n"
+            'Traceback (most recent call last):\n  File "run.py", line 3, in run'
+        )
+    )
     working = FixedRunner({"probs": [[1.0]]})
     report = _report(broken if role == "source" else working, working if role == "source" else broken)
     assert report["passed"] is False
     assert report["reason"] == (
-        f"The {role} model failed to run on the synthetic inputs: [ONNXRuntimeError] : 2 : INVALID_ARGUMENT."
+        f"The {role} model failed to run on the synthetic inputs: [ONNXRuntimeError] : 2 : INVALID_ARGUMENT : "
+        "Got invalid dimensions for input: x for the following indices index: 1 Got: 5 Expected: 4 Please fix "
+        "either the inputs/the model."
     )
 
 
