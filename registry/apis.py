@@ -21,7 +21,7 @@ from registry.benchmark_services import version_benchmark_request
 from registry.conversion_services import parity_override, version_convert_request
 from registry.formats.base import QUANTIZATIONS, TARGETS, Recipe
 from registry.jobs import job_cancel
-from registry.models import ModelVersion, RegisteredModel
+from registry.models import Job, ModelVersion, RegisteredModel
 from registry.selectors import (
     job_get,
     job_list,
@@ -34,7 +34,7 @@ from registry.services import Upload, model_version_create, registered_model_cre
 from registry.storage import artifact_storage
 from registry.uploads import UploadLimitMiddleware, upload_was_too_large
 from teams.choices import Action
-from teams.permissions import Actor
+from teams.permissions import Actor, actor_can
 from teams.selectors import team_get_for_actor
 
 
@@ -239,6 +239,9 @@ class JobOutputSerializer(serializers.Serializer):
     result = serializers.JSONField()
     result_version = serializers.IntegerField(source="result_version.number", default=None, allow_null=True)
     error = serializers.CharField()
+    trace = serializers.SerializerMethodField(
+        help_text="The traceback behind a failed job's error, for team admins (null for everyone else)."
+    )
     log = serializers.JSONField()
     worker = serializers.CharField()
     attempts = serializers.IntegerField()
@@ -247,6 +250,9 @@ class JobOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_trace(self, job: Job) -> str | None:
+        return job.trace if self.context.get("show_trace") else None
 
 
 class VersionConversionApi(APIView):
@@ -307,7 +313,10 @@ class JobListApi(APIView):
 class JobDetailApi(APIView):
     @extend_schema(responses=JobOutputSerializer)
     def get(self, request: Request, job_id: int) -> Response:
-        return Response(JobOutputSerializer(job_get(actor=Actor.from_request(request), job_id=job_id)).data)
+        actor = Actor.from_request(request)
+        job = job_get(actor=actor, job_id=job_id)
+        show_trace = actor_can(actor=actor, team=job.team, action=Action.MANAGE)
+        return Response(JobOutputSerializer(job, context={"show_trace": show_trace}).data)
 
 
 class JobCancelApi(APIView):

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ApplicationError
-from registry.benchmark import SERVED_FORMATS
 from registry.choices import JobKind, VersionStatus
 from registry.jobs import JobOutcome, job_create, job_progress
 from registry.models import Job, ModelVersion
+from registry.selectors import version_not_servable_reason
 from registry.storage import artifact_local_path
 from teams.permissions import Actor
 
@@ -28,13 +28,9 @@ def version_benchmark_request(*, actor: Actor, version: ModelVersion) -> Job:
         raise ApplicationError(
             "version_not_ready", f"Version {version.number} is {version.status}; only ready versions run.", status=409
         )
-    if version.format not in SERVED_FORMATS:
-        raise ApplicationError(
-            "not_servable",
-            f"Version {version.number} is {version.format}; ModelDeck serves and benchmarks ONNX and TFLite "
-            "versions. Benchmark one of its converted versions.",
-            status=422,
-        )
+    reason = version_not_servable_reason(version)
+    if reason:
+        raise ApplicationError("not_servable", f"Only what ModelDeck serves is benchmarked: {reason}", status=422)
     return job_create(actor=actor, version=version, kind=JobKind.BENCHMARK, params={})
 
 
@@ -76,7 +72,7 @@ def benchmark_job_run(job: Job) -> JobOutcome:
 
 def auto_benchmark(version: ModelVersion) -> Job | None:
     """Benchmark every new servable version, so versions can be compared side by side without a click."""
-    if version.status != VersionStatus.READY or version.format not in SERVED_FORMATS:
+    if version.status != VersionStatus.READY or version_not_servable_reason(version):
         return None
     # Once per version: a redelivered inspection or conversion must not queue it again.
     if Job.objects.filter(version=version, kind=JobKind.BENCHMARK).exists():

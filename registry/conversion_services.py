@@ -13,9 +13,9 @@ from django.utils import timezone
 from common.errors import ApplicationError
 from registry.benchmark_services import auto_benchmark
 from registry.choices import JobKind, VersionStatus
-from registry.conversions import SUPPORTED, conversion_supported, convert
+from registry.conversions import conversion_supported, convert, supported_recipes
 from registry.formats import FORMATS
-from registry.formats.base import ConversionError, Recipe
+from registry.formats.base import ConversionError, Recipe, describe_differences
 from registry.jobs import JobOutcome, job_create, job_progress
 from registry.models import Job, ModelVersion, RegisteredModel
 from registry.parity import load_runner, parity_report, sample_inputs, synthesize_inputs
@@ -45,8 +45,8 @@ def version_convert_request(*, actor: Actor, version: ModelVersion, recipe: Reci
             "already_quantized",
             f"Version {version.number} is already quantized ({version.recipe_key}); convert its parent instead.",
         )
-    if not conversion_supported(version.format, recipe):
-        supported = [r.key for r in SUPPORTED.get(version.format, ())]
+    if not conversion_supported(version.format, recipe, version.metadata):
+        supported = [r.key for r in supported_recipes(version.format, version.metadata)]
         raise ConversionError(
             "unsupported_conversion",
             f"A {FORMATS[version.format].label} version cannot be converted to {recipe.key}; "
@@ -57,15 +57,21 @@ def version_convert_request(*, actor: Actor, version: ModelVersion, recipe: Reci
 
 
 def auto_conversions_enqueue(version: ModelVersion) -> list[Job]:
-    """Convert a fresh upload that serving cannot run to the team's automatic targets."""
-    if version.status != VersionStatus.READY or version.recipe_key or version.format not in NEEDS_SERVING_FORMAT:
+    """Convert a fresh upload that serving cannot run to the team's automatic targets (or to its served form)."""
+    if version.status != VersionStatus.READY or version.recipe_key:
+        return []
+    if version.metadata.get("serving_rewrite"):
+        # A file that must be rewritten to be served (an ONNX ZipMap export) always gets its served form.
+        recipes = list(supported_recipes(version.format, version.metadata))
+    elif version.format in NEEDS_SERVING_FORMAT:
+        recipes = [Recipe(target=target) for target in version.model.team.auto_convert_targets]
+    else:
         return []
     jobs = []
-    for target in version.model.team.auto_convert_targets:
-        recipe = Recipe(target=target)
+    for recipe in recipes:
         # Once per upload: a redelivered inspection must not queue the conversions again.
         asked_before = Job.objects.filter(version=version, kind=JobKind.CONVERT, params=recipe.to_dict()).exists()
-        if conversion_supported(version.format, recipe) and not asked_before:
+        if conversion_supported(version.format, recipe, version.metadata) and not asked_before:
             jobs.append(job_create(actor=None, version=version, kind=JobKind.CONVERT, params=recipe.to_dict()))
     return jobs
 
@@ -81,10 +87,11 @@ def conversion_job_run(job: Job) -> JobOutcome:
     signature = version_signature(parent)
     job_progress(job, 5, f"converting v{parent.number} ({parent.format}) to {recipe.key}")
     with artifact_local_path(parent.artifact_key) as source, tempfile.TemporaryDirectory(prefix="modeldeck-") as tmp:
-        converted = convert(parent.format, source, recipe, Path(tmp), signature)
-        job_progress(job, 50, "converted; reading the new file's signature")
-        inspection = FORMATS[recipe.target].inspect(converted)
-        job_progress(job, 60, "checking parity against the parent")
+        conversion = convert(parent.format, source, recipe, Path(tmp) / "out", signature, parent.metadata)
+        inspection = conversion.inspection
+        for rewrite in conversion.rewrites:
+            job_progress(job, 50, rewrite)
+        job_progress(job, 60, "converted; checking parity against the parent")
         if parent.sample_key:
             with artifact_local_path(parent.sample_key) as sample:
                 inputs, input_source = sample_inputs(sample, signature), "sample"
@@ -93,18 +100,34 @@ def conversion_job_run(job: Job) -> JobOutcome:
             inputs, input_source = synthesize_inputs(signature, seed=0, rows=PARITY_ROWS), "synthetic"
         report = parity_report(
             parent=load_runner(parent.format, source),
-            child=load_runner(recipe.target, converted),
+            child=load_runner(recipe.target, conversion.path),
             parent_signature=signature,
             child_signature=inspection.signature,
             recipe=recipe,
             inputs=inputs,
             input_source=input_source,
         )
+        report["signature"] = signature_report(conversion.signature_changes, conversion.rewrites)
         job_progress(job, 85, f"parity {'passed' if report['passed'] else 'FAILED'}: {report['reason']}")
-        child = _converted_version_store(job, parent, recipe, converted, inspection.to_fields(), report)
+        job_progress(job, 86, report["signature"]["summary"])
+        fields = inspection.to_fields()
+        if conversion.rewrites:
+            fields["metadata"] = {**fields["metadata"], "rewrites": conversion.rewrites}
+        child = _converted_version_store(job, parent, recipe, conversion.path, fields, report)
     job_progress(job, 95, f"stored as v{child.number}; queueing its benchmark")
     auto_benchmark(child)
     return {"parity": report}, child
+
+
+def signature_report(changes: list[dict[str, Any]], rewrites: list[str]) -> dict[str, Any]:
+    """What the parity report says of the converted version's signature: kept, or exactly how it changed."""
+    if changes:
+        summary = f"The converted version's signature differs from its parent's: {describe_differences(changes)}."
+    else:
+        summary = "The converted version keeps its parent's input and output names, datatypes and shapes."
+    if rewrites:
+        summary += f" Edits made to keep it: {'; '.join(rewrites)}."
+    return {"kept": not changes, "changes": changes, "rewrites": rewrites, "summary": summary}
 
 
 def _converted_version_store(

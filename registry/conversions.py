@@ -11,6 +11,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,16 @@ from registry.formats import pickled as pickled_format
 from registry.formats import savedmodel as savedmodel_format
 from registry.formats import sklearn as sklearn_format
 from registry.formats import tflite as tflite_format
-from registry.formats.base import ConversionError, ModelFileError, ModelFormat, Recipe, Signature
+from registry.formats.base import (
+    ConversionError,
+    Inspection,
+    ModelFileError,
+    ModelFormat,
+    Recipe,
+    Signature,
+    error_summary,
+    signature_differences,
+)
 
 if TYPE_CHECKING:
     from onnx import GraphProto, ModelProto
@@ -79,9 +89,17 @@ _CONVERTER_ERROR_LINE = re.compile(r"error: (.+)")
 _STANDARD_ONNX_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 
 
-def conversion_supported(source_format: str, recipe: Recipe) -> bool:
+def supported_recipes(source_format: str, metadata: dict[str, Any] | None = None) -> tuple[Recipe, ...]:
+    """What ModelDeck can make from a model of this format (and inspection metadata)."""
+    if source_format == "onnx" and (metadata or {}).get("serving_rewrite") == onnx_format.ZIPMAP_REWRITE:
+        # Its only conversion is the served form; quantize that one, which serves tensors.
+        return (Recipe("onnx"),)
+    return SUPPORTED.get(source_format, ())
+
+
+def conversion_supported(source_format: str, recipe: Recipe, metadata: dict[str, Any] | None = None) -> bool:
     """Tell whether ModelDeck can make the recipe's target from a model of the source format."""
-    return recipe in SUPPORTED.get(source_format, ())
+    return recipe in supported_recipes(source_format, metadata)
 
 
 def describe_recipe(recipe: Recipe) -> str:
@@ -89,10 +107,22 @@ def describe_recipe(recipe: Recipe) -> str:
     return f"{_TARGET_LABELS[recipe.target]}{_QUANTIZATION_LABELS[recipe.quantization]}"
 
 
-def convert(source_format: str, path: Path, recipe: Recipe, out_dir: Path, signature: Signature) -> Path:
-    """Convert the model at path into out_dir as the recipe says, check the result loads, and return its path."""
-    if not conversion_supported(source_format, recipe):
-        supported = SUPPORTED.get(source_format, ())
+def convert(
+    source_format: str,
+    path: Path,
+    recipe: Recipe,
+    out_dir: Path,
+    signature: Signature,
+    metadata: dict[str, Any] | None = None,
+) -> Conversion:
+    """Convert the model at path into out_dir as the recipe says, check the result loads, and say what changed.
+
+    Everything a converter writes stays under out_dir. The result keeps the source's signature (float16 and int8
+    versions are cast back to the source's datatypes at their edges); what a conversion cannot keep is returned in
+    `signature_changes`, never silently.
+    """
+    if not conversion_supported(source_format, recipe, metadata):
+        supported = supported_recipes(source_format, metadata)
         offered = ", ".join(describe_recipe(r) for r in supported) or "nothing"
         raise ConversionError(
             "unsupported_conversion",
@@ -103,6 +133,7 @@ def convert(source_format: str, path: Path, recipe: Recipe, out_dir: Path, signa
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = "" if recipe.quantization == "none" else f"-{recipe.quantization}"
     dest = out_dir / f"model{suffix}.{recipe.target}"
+    rewrites: list[str] = []
     if source_format in ("keras", "savedmodel"):
         if recipe.target == "onnx":
             _tensorflow_to_onnx(source_format, path, signature, dest)
@@ -110,10 +141,27 @@ def convert(source_format: str, path: Path, recipe: Recipe, out_dir: Path, signa
             _tensorflow_to_tflite(source_format, path, recipe.quantization, dest)
     elif source_format in ("sklearn", "pickle"):
         _sklearn_to_onnx(source_format, path, dest)
+    elif recipe.quantization == "none":
+        rewrites.append(_onnx_tensor_outputs(path, dest))
     else:
-        _quantize_onnx(path, recipe.quantization, dest)
-    _check_result(dest, recipe, signature)
-    return dest
+        rewrites.extend(_quantize_onnx(path, recipe.quantization, dest, out_dir))
+    inspection = _check_result(dest, recipe, signature)
+    return Conversion(
+        path=dest,
+        inspection=inspection,
+        signature_changes=signature_differences(signature, inspection.signature),
+        rewrites=[rewrite for rewrite in rewrites if rewrite],
+    )
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A converted file, its inspection, how its signature differs from the source's, and edits made to it."""
+
+    path: Path
+    inspection: Inspection
+    signature_changes: list[dict[str, Any]]
+    rewrites: list[str]  # e.g. "output 'probabilities' cast back to FP32", for the parity report and the lineage
 
 
 def _tensorflow_to_onnx(source_format: str, path: Path, signature: Signature, dest: Path) -> None:
@@ -141,7 +189,7 @@ def _tensorflow_to_onnx(source_format: str, path: Path, signature: Signature, de
             except Exception as exc:
                 # It loaded when the version was inspected, so this is a damaged artifact, not a converter limit.
                 raise ModelFileError(
-                    "invalid_savedmodel", f"The SavedModel could not be loaded: {_short(exc)}."
+                    "invalid_savedmodel", f"The SavedModel could not be loaded: {error_summary(exc)}."
                 ) from exc
             function = loaded.signatures[savedmodel_format.SIGNATURE_KEY]
 
@@ -233,7 +281,7 @@ def _sklearn_to_onnx(source_format: str, path: Path, dest: Path) -> None:
 
     # Without zipmap the probabilities come back as one FP32 tensor instead of a sequence of maps.
     options = {id(_final_step(estimator)): {"zipmap": False}} if is_classifier(estimator) else None
-    with _converter_errors("skl2onnx"):
+    with _converter_errors("skl2onnx"), _skl2onnx_tree_leaves_as_ints():
         model_proto = convert_sklearn(
             estimator,
             initial_types=[("input", FloatTensorType([None, n_features]))],
@@ -243,36 +291,145 @@ def _sklearn_to_onnx(source_format: str, path: Path, dest: Path) -> None:
     dest.write_bytes(model_proto.SerializeToString())
 
 
+@contextmanager
+def _skl2onnx_tree_leaves_as_ints() -> Iterator[None]:
+    """Work around skl2onnx 1.20 failing on every HistGradientBoosting model (TOOLCHAIN G14).
+
+    Its HistGradientBoosting tree walker gives leaves `nodes_missing_value_tracks_true=False` (a Python bool), and
+    onnx's attribute builder refuses a bool among ints ("Expected an int, got a boolean"). The flag means the same as
+    0/1, so it is passed on as an int; split nodes already pass numpy integers. Not reported upstream as far as we
+    found (skl2onnx's own tests run older scikit-learn releases).
+    """
+    from skl2onnx.common import tree_ensemble
+
+    original = tree_ensemble.add_node
+
+    def add_node(*args: Any, nodes_missing_value_tracks_true: Any = 0, **kwargs: Any) -> Any:
+        return original(*args, nodes_missing_value_tracks_true=int(nodes_missing_value_tracks_true), **kwargs)
+
+    tree_ensemble.add_node = add_node
+    try:
+        yield
+    finally:
+        tree_ensemble.add_node = original
+
+
 def _final_step(estimator: Any) -> Any:
     steps = getattr(estimator, "steps", None)
     # skl2onnx looks options up by the id of the classifier that makes the outputs, the last step of a pipeline.
     return _final_step(steps[-1][1]) if steps else estimator
 
 
-def _quantize_onnx(path: Path, quantization: str, dest: Path) -> None:
+def _onnx_tensor_outputs(path: Path, dest: Path) -> str:
+    """Write the served form of an ONNX model whose outputs include ZipMap sequences (the file itself is kept)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    names = sorted(onnx_format.zipmap_outputs(model))
+    dest.write_bytes(onnx_format.zipmap_to_tensor(model).SerializeToString())
+    listed = ", ".join(f"'{name}'" for name in names)
+    return f"ZipMap removed: {listed} served as an FP32 [N, classes] tensor of the same probabilities, in class order"
+
+
+def _quantize_onnx(path: Path, quantization: str, dest: Path, work_dir: Path) -> list[str]:
+    """Quantize an ONNX model, then cast any input or output whose datatype changed back to the source's."""
+    import onnx
+
+    source = onnx.load(str(path), load_external_data=False)
+    expected = {vi.name: vi.type.tensor_type.elem_type for vi in [*source.graph.input, *source.graph.output]}
+    normalized = work_dir / "source.onnx"
+    # skl2onnx may list the default opset twice; the quantizer then finds no ai.onnx domain (TOOLCHAIN G15).
+    normalized.write_bytes(_opsets_deduplicated(source).SerializeToString())
     if quantization == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        with tempfile.TemporaryDirectory(prefix="modeldeck-convert-") as tmp:
-            source = path
-            prepared = Path(tmp) / "prepared.onnx"
-            try:
-                quant_pre_process(str(path), str(prepared))
-                source = prepared
-            except Exception as exc:  # noqa: BLE001
-                # Pre-processing (shape inference, folding) only improves the result; quantizing works without it.
-                logger.warning("ONNX quantization pre-processing failed, quantizing without it: %s", _short(exc))
-            with _converter_errors("onnxruntime quantization"):
-                quantize_dynamic(str(source), str(dest), weight_type=QuantType.QInt8)
+        prepared = work_dir / "prepared.onnx"
+        quantize_from = normalized
+        try:
+            # Symbolic shape inference saves a file in the process's working directory when it cannot infer every
+            # shape (sym_shape_infer_temp.onnx, TOOLCHAIN G15); ONNX's own shape inference is enough for the
+            # dynamic quantization of MatMul/Gemm weights done here.
+            quant_pre_process(str(normalized), str(prepared), skip_symbolic_shape=True)
+            quantize_from = prepared
+        except Exception as exc:  # noqa: BLE001
+            # Pre-processing (shape inference, folding) only improves the result; quantizing works without it.
+            logger.warning("ONNX quantization pre-processing failed, quantizing without it: %s", error_summary(exc))
+        with _converter_errors("onnxruntime quantization"):
+            quantize_dynamic(str(quantize_from), str(dest), weight_type=QuantType.QInt8)
+        converted = onnx.load(str(dest), load_external_data=False)
     else:
-        import onnx
         from onnxconverter_common import float16
 
         with _converter_errors("onnxconverter-common float16"):
-            model = onnx.load(str(path), load_external_data=False)
-            # keep_io_types leaves inputs and outputs FP32, so clients send and receive what they did before.
-            dest.write_bytes(float16.convert_float_to_float16(model, keep_io_types=True).SerializeToString())
+            # keep_io_types leaves inputs and outputs FP32, so clients send and receive what they did before; it
+            # misses outputs made after a block of ops it keeps in FP32 (ai.onnx.ml), so the edges are checked below.
+            converted = float16.convert_float_to_float16(
+                onnx.load(str(normalized), load_external_data=False), keep_io_types=True
+            )
+    rewrites = _cast_edges_back(converted, expected)
+    dest.write_bytes(converted.SerializeToString())
+    return rewrites
+
+
+def _opsets_deduplicated(model: ModelProto) -> ModelProto:
+    """Keep one opset import per domain (the highest version), as the ONNX spec requires."""
+    from onnx import ModelProto, helper
+
+    versions: dict[str, int] = {}
+    for opset in model.opset_import:
+        domain = "" if opset.domain == "ai.onnx" else opset.domain
+        versions[domain] = max(versions.get(domain, 0), opset.version)
+    fixed = ModelProto()
+    fixed.CopyFrom(model)
+    del fixed.opset_import[:]
+    fixed.opset_import.extend(helper.make_opsetid(domain, version) for domain, version in versions.items())
+    return fixed
+
+
+def _cast_edges_back(model: ModelProto, expected: dict[str, int]) -> list[str]:
+    """Give every graph input and output its source datatype again, with a Cast at the edge; say what was cast."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    rewrites = []
+    producers = {output: node for node in graph.node for output in node.output}
+    for value_info in graph.output:
+        want = expected.get(value_info.name)
+        tensor_type = value_info.type.tensor_type
+        if want is None or not value_info.type.HasField("tensor_type") or tensor_type.elem_type == want:
+            continue
+        was = TensorProto.DataType.Name(tensor_type.elem_type)
+        producer = producers.get(value_info.name)
+        if producer is not None and producer.op_type == "Cast":
+            # The converter's own cast to the narrow type: make it cast to the source's type instead.
+            for attribute in producer.attribute:
+                if attribute.name == "to":
+                    attribute.i = want
+        else:
+            inner = f"{value_info.name}__converted"
+            for node in graph.node:
+                node.output[:] = [inner if out == value_info.name else out for out in node.output]
+                node.input[:] = [inner if name == value_info.name else name for name in node.input]
+            graph.node.append(helper.make_node("Cast", [inner], [value_info.name], to=want))
+        tensor_type.elem_type = want
+        rewrites.append(f"output '{value_info.name}' cast back from {was} to {TensorProto.DataType.Name(want)}")
+    for value_info in graph.input:
+        want = expected.get(value_info.name)
+        tensor_type = value_info.type.tensor_type
+        if want is None or not value_info.type.HasField("tensor_type") or tensor_type.elem_type == want:
+            continue
+        narrow = tensor_type.elem_type
+        inner = f"{value_info.name}__converted"
+        for node in graph.node:
+            node.input[:] = [inner if name == value_info.name else name for name in node.input]
+        graph.node.insert(0, helper.make_node("Cast", [value_info.name], [inner], to=narrow))
+        tensor_type.elem_type = want
+        rewrites.append(
+            f"input '{value_info.name}' accepted as {TensorProto.DataType.Name(want)} again and cast to "
+            f"{TensorProto.DataType.Name(narrow)} inside"
+        )
+    return rewrites
 
 
 @contextmanager
@@ -297,11 +454,11 @@ def _conversion_failed(tool: str, exc: BaseException) -> ConversionError:
             {"tool": tool, "unsupported_ops": ops},
         )
     error_line = _CONVERTER_ERROR_LINE.search(text)
-    cause = error_line.group(1).strip()[:300] if error_line else _short(exc)
-    return ConversionError("conversion_failed", f"The {tool} converter failed: {cause}", {"tool": tool})
+    cause = error_line.group(1).strip()[:300].rstrip(".") if error_line else error_summary(exc)
+    return ConversionError("conversion_failed", f"The {tool} converter failed: {cause}.", {"tool": tool})
 
 
-def _check_result(dest: Path, recipe: Recipe, signature: Signature) -> None:
+def _check_result(dest: Path, recipe: Recipe, signature: Signature) -> Inspection:
     """Inspect the converted file with its format's own inspector and check it kept the source's names."""
     try:
         inspection = _TARGET_FORMATS[recipe.target].inspect(dest)
@@ -316,6 +473,7 @@ def _check_result(dest: Path, recipe: Recipe, signature: Signature) -> None:
     # when those differ. The ONNX outputs are named here, so a difference there is a bug worth stopping on.
     if recipe.target == "onnx":
         _check_names("output", [s.name for s in signature.outputs], [s.name for s in inspection.signature.outputs])
+    return inspection
 
 
 def _check_names(role: str, source: list[str], converted: list[str]) -> None:
@@ -326,8 +484,3 @@ def _check_names(role: str, source: list[str], converted: list[str]) -> None:
             "would have to change their requests.",
             {"source": source, "converted": converted},
         )
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

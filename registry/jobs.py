@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -32,6 +33,7 @@ HEARTBEAT_SECONDS = 10
 JOB_LOST_AFTER = timedelta(seconds=60)
 MAX_ATTEMPTS = 3
 LOG_LIMIT = 200
+TRACE_LIMIT = 20_000
 
 
 class JobCancelled(Exception):
@@ -269,6 +271,11 @@ def job_run(job_id: int, worker: str, handlers: dict[str, JobHandler]) -> None:
     except SoftTimeLimitExceeded:
         job_finish(job, JobStatus.FAILED, error="The job ran past its time limit and was stopped.")
     except ModelFileError as exc:
+        trace = ""
+        if exc.__cause__ is not None:
+            # The message is the root cause in a paragraph; admins debugging a converter want the whole story.
+            trace = "".join(traceback.format_exception(exc))[-TRACE_LIMIT:]
+            Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(trace=trace)
         job_finish(job, JobStatus.FAILED, error=exc.message)
     except Exception:
         logger.exception("Job %s failed", job.pk)

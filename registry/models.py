@@ -97,6 +97,8 @@ class Job(BaseModel):
     progress = models.PositiveSmallIntegerField(default=0)
     log = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
+    # The full traceback behind `error` (a converter's internals): shown to team admins only.
+    trace = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
     result_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="produced_by"

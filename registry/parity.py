@@ -17,11 +17,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from registry.formats import keras as keras_format
+from registry.formats import onnx as onnx_format
 from registry.formats import pickled as pickled_format
 from registry.formats import savedmodel as savedmodel_format
 from registry.formats import sklearn as sklearn_format
 from registry.formats.archive import check_zip
-from registry.formats.base import DATATYPE_TO_NUMPY, ConversionError, ModelFileError, Recipe, Signature
+from registry.formats.base import DATATYPE_TO_NUMPY, ConversionError, ModelFileError, Recipe, Signature, error_summary
 from registry.samples import sample_check
 
 # A dynamic dimension after the batch one (a sequence length, an image side) gets this size in synthetic inputs:
@@ -98,11 +99,25 @@ class OnnxRunner:
         self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self._input_names = [i.name for i in self._session.get_inputs()]
         self._output_names = [o.name for o in self._session.get_outputs()]
+        self._zipmap_labels: dict[str, list[str]] = {}
+        if any(o.type.startswith("seq(map(") for o in self._session.get_outputs()):
+            import onnx
+
+            zipmaps = onnx_format.zipmap_outputs(onnx.load(str(path), load_external_data=False))
+            self._zipmap_labels = {name: labels for name, (_, labels) in zipmaps.items()}
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the session on the named inputs."""
+        """Run the session on the named inputs; ZipMap outputs come back as the [N, classes] tensor served."""
         values = self._session.run(self._output_names, _pick(inputs, self._input_names))
-        return dict(zip(self._output_names, (np.asarray(v) for v in values), strict=True))
+        outputs = {}
+        for name, value in zip(self._output_names, values, strict=True):
+            labels = self._zipmap_labels.get(name)
+            if labels is not None:
+                # One {class: probability} map per row; the served tensor has the classes in the ZipMap's order.
+                rows = [{str(key): probability for key, probability in row.items()} for row in value]
+                value = np.asarray([[row[label] for label in labels] for row in rows], dtype=np.float32)
+            outputs[name] = np.asarray(value)
+        return outputs
 
 
 class TFLiteRunner:
@@ -166,7 +181,9 @@ class SavedModelRunner:
             self._loaded = tf.saved_model.load(str(model_dir))
             self._function = self._loaded.signatures[savedmodel_format.SIGNATURE_KEY]
         except Exception as exc:
-            raise ModelFileError("invalid_savedmodel", f"The SavedModel could not be loaded: {_short(exc)}.") from exc
+            raise ModelFileError(
+                "invalid_savedmodel", f"The SavedModel could not be loaded: {error_summary(exc)}."
+            ) from exc
         self._input_names = list(self._function.structured_input_signature[1])
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -331,7 +348,7 @@ def parity_report(
             results[role] = runner.run(inputs)
         except Exception as exc:  # noqa: BLE001
             # A model that cannot run on the inputs is a failed check to report, not a crash of the job.
-            report["reason"] = f"The {role} model failed to run on the {input_source} inputs: {_short(exc)}."
+            report["reason"] = f"The {role} model failed to run on the {input_source} inputs: {error_summary(exc)}."
             return report
     parent_names = [spec.name for spec in parent_signature.outputs]
     child_names = [spec.name for spec in child_signature.outputs]
@@ -479,8 +496,3 @@ def _num(value: float) -> str:
 
 def _percent(value: float) -> str:
     return f"{value * 100:.4g}%"
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

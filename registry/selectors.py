@@ -65,3 +65,17 @@ def job_get(*, actor: Actor, job_id: int) -> Job:
     if job is None:
         raise NotFoundError(f"Job {job_id} not found.")
     return job
+
+
+def version_not_servable_reason(version: ModelVersion) -> str:
+    """Why the serving runtimes cannot run this version as it is, for messages ("" when they can)."""
+    from registry.benchmark import SERVED_FORMATS
+
+    if version.format not in SERVED_FORMATS:
+        return f"v{version.number} is a {version.format} file; deploy one of its ONNX or TFLite versions."
+    if version.metadata.get("serving_rewrite"):
+        return (
+            f"v{version.number} returns probabilities as ZipMap sequences of maps, which no inference protocol "
+            "carries; deploy the ONNX version ModelDeck made from it, which serves them as a tensor."
+        )
+    return ""

@@ -140,6 +140,10 @@ def model_version_create(
 
                 version_id = version.pk
                 transaction.on_commit(lambda: model_version_inspect_task.delay(version_id))
+            elif version.metadata.get("serving_rewrite"):
+                from registry.conversion_services import auto_conversions_enqueue
+
+                auto_conversions_enqueue(version)
             else:
                 auto_benchmark(version)
     except BaseException:

@@ -12,7 +12,7 @@ from registry.benchmark import SERVED_FORMATS
 from registry.benchmark_services import version_benchmark_request
 from registry.choices import ACTIVE_JOB_STATUSES, VersionStatus
 from registry.conversion_services import version_convert_request
-from registry.conversions import SUPPORTED
+from registry.conversions import supported_recipes
 from registry.formats.base import ModelFileError, Recipe
 from registry.models import ModelVersion
 from registry.selectors import model_version_get, model_version_list, registered_model_get, registered_model_list
@@ -94,7 +94,7 @@ def _offered_conversions(version: ModelVersion) -> tuple[Recipe, ...]:
     """The conversions a ready, not yet quantized version can have."""
     if version.status != VersionStatus.READY or version.recipe.get("quantization", "none") != "none":
         return ()
-    return SUPPORTED.get(version.format, ())
+    return supported_recipes(version.format, version.metadata)
 
 
 FRAGMENTS = {"status": "registry/_version_status.html", "jobs": "registry/_jobs.html"}

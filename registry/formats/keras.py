@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.formats.archive import check_zip, is_zip, zip_names
-from registry.formats.base import NUMPY_TO_DATATYPE, Inspection, ModelFileError, Signature, TensorSpec
+from registry.formats.base import NUMPY_TO_DATATYPE, Inspection, ModelFileError, Signature, TensorSpec, error_summary
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # HDF5 allows a user block before the superblock, so the signature may sit at any of these offsets.
@@ -79,6 +79,11 @@ def model_arguments(model: Any, inputs: dict[str, Any]) -> Any:
     """Arrange named inputs in the structure the model was built with (one tensor, a list or a dict)."""
     import keras
 
+    model_inputs = list(model.inputs)
+    if len(model_inputs) == 1:
+        # A Sequential model reloaded from a file raises on `model.input` ("has never been called") until it is
+        # called; `model.inputs` works for every kind (TOOLCHAIN G13), and one input is always one tensor.
+        return inputs[model_inputs[0].name]
     # Keras accepts other structures too, but warns on every call that they do not match.
     return keras.tree.map_structure(lambda tensor: inputs[tensor.name], model.input)
 
@@ -102,7 +107,7 @@ def _keras_v3_version(path: Path) -> str:
             metadata = json.loads(zf.read("metadata.json"))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise ModelFileError(
-            "invalid_keras", f"The .keras archive has no readable metadata.json: {_short(exc)}."
+            "invalid_keras", f"The .keras archive has no readable metadata.json: {error_summary(exc)}."
         ) from exc
     version = metadata.get("keras_version", "") if isinstance(metadata, dict) else ""
     return version if isinstance(version, str) else ""
@@ -117,7 +122,7 @@ def _h5_keras_version(path: Path) -> str:
                 raise ModelFileError("invalid_keras", "The file is an HDF5 file without a Keras model in it.")
             version = f.attrs.get("keras_version", "")
     except (OSError, ValueError) as exc:
-        raise ModelFileError("invalid_keras", f"The HDF5 file cannot be read: {_short(exc)}.") from exc
+        raise ModelFileError("invalid_keras", f"The HDF5 file cannot be read: {error_summary(exc)}.") from exc
     return version.decode() if isinstance(version, bytes) else str(version)
 
 
@@ -133,7 +138,7 @@ def _load(path: Path, container: str) -> Any:
             return keras.saving.load_model(named, compile=False, safe_mode=True)
         except Exception as exc:
             # Keras raises bare ValueError/TypeError/KeyError (and h5py OSError) for every kind of bad file.
-            reason = _short(exc)
+            reason = error_summary(exc)
             if "safe_mode" in str(exc) or "unsafe" in str(exc).lower():
                 raise ModelFileError(
                     "unsafe_keras_model",
@@ -157,11 +162,6 @@ def _tensor_spec(name: str, shape: Any, dtype: Any, role: str) -> TensorSpec:
             {"tensor": name, "dtype": dtype_name},
         )
     return TensorSpec(name=name, datatype=datatype, shape=[-1 if dim is None else int(dim) for dim in shape])
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 FORMAT = KerasFormat()

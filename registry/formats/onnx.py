@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec
+from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec, error_summary
 
 if TYPE_CHECKING:
     from onnx import AttributeProto, GraphProto, ModelProto, TensorProto, ValueInfoProto
@@ -32,6 +32,8 @@ ELEM_TYPE_TO_DATATYPE = {
 _MODEL_FIELDS = {(2, 2), (3, 2), (4, 2), (5, 0), (6, 2), (7, 2), (8, 2), (14, 2), (20, 2), (25, 2), (26, 2)}
 _MAX_IR_VERSION = 20
 _HEADER_BYTES = 32
+# Inspection metadata saying the file must be rewritten before it can be served (its tensor version is served).
+ZIPMAP_REWRITE = "zipmap_to_tensor"
 
 
 class OnnxFormat:
@@ -66,24 +68,82 @@ class OnnxFormat:
         try:
             model = onnx.load(str(path), load_external_data=False)
         except (DecodeError, ValueError, RuntimeError) as exc:
-            raise ModelFileError("invalid_onnx", f"The file is not a readable ONNX model: {_short(exc)}.") from exc
+            raise ModelFileError(
+                "invalid_onnx", f"The file is not a readable ONNX model: {error_summary(exc)}."
+            ) from exc
         _refuse_external_data(model)
         try:
             onnx.checker.check_model(model, full_check=False)
         except (onnx.checker.ValidationError, ValueError) as exc:
-            raise ModelFileError("invalid_onnx", f"The ONNX model is not valid: {_short(exc)}.") from exc
+            raise ModelFileError("invalid_onnx", f"The ONNX model is not valid: {error_summary(exc)}.") from exc
 
         graph = model.graph
         initializers = {init.name for init in graph.initializer}
         inputs = [_tensor_spec(vi, "input") for vi in graph.input if vi.name not in initializers]
-        outputs = [_tensor_spec(vi, "output") for vi in graph.output]
+        zipmaps = zipmap_outputs(model)
+        # A ZipMap output (skl2onnx's default for classifiers) is described as the tensor it is served as.
+        outputs = [
+            TensorSpec(vi.name, "FP32", [-1, len(zipmaps[vi.name][1])])
+            if vi.name in zipmaps
+            else _tensor_spec(vi, "output")
+            for vi in graph.output
+        ]
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+        metadata: dict[str, Any] = {"opset": opset, "ir_version": model.ir_version, "producer": model.producer_name}
+        if zipmaps:
+            metadata["serving_rewrite"] = ZIPMAP_REWRITE
+            metadata["zipmap_classes"] = {name: classes for name, (_, classes) in zipmaps.items()}
         return Inspection(
             signature=Signature(inputs=inputs, outputs=outputs),
             framework="onnx",
             framework_version=model.producer_version,
-            metadata={"opset": opset, "ir_version": model.ir_version, "producer": model.producer_name},
+            metadata=metadata,
         )
+
+
+def zipmap_outputs(model: ModelProto) -> dict[str, tuple[str, list[str]]]:
+    """Graph outputs that a ZipMap node makes: output name -> (the probability tensor it zips, its class labels).
+
+    skl2onnx's default classifier export (`to_onnx(clf, X)`, TOOLCHAIN G16) returns probabilities as a sequence of
+    {class: probability} maps, which no inference protocol carries; the tensor that feeds the ZipMap holds the same
+    numbers in class order.
+    """
+    outputs = {vi.name for vi in model.graph.output}
+    found = {}
+    for node in model.graph.node:
+        if node.op_type == "ZipMap" and node.domain == "ai.onnx.ml" and node.output[0] in outputs:
+            labels: list[str] = []
+            for attribute in node.attribute:
+                if attribute.name == "classlabels_int64s":
+                    labels = [str(label) for label in attribute.ints]
+                elif attribute.name == "classlabels_strings":
+                    labels = [label.decode() for label in attribute.strings]
+            found[node.output[0]] = (node.input[0], labels)
+    return found
+
+
+def zipmap_to_tensor(model: ModelProto) -> ModelProto:
+    """Serve each ZipMap output as the FP32 [N, classes] tensor that feeds it, under the same output name.
+
+    The ZipMap node becomes an Identity of its input; nothing else in the graph changes, so the numbers are the
+    model's own. Returns a new model; the one given is left as it is.
+    """
+    from onnx import ModelProto, TensorProto, helper
+
+    rewritten = ModelProto()
+    rewritten.CopyFrom(model)
+    zipmaps = zipmap_outputs(rewritten)
+    graph = rewritten.graph
+    for index, node in enumerate(graph.node):
+        if node.op_type == "ZipMap" and node.output[0] in zipmaps:
+            graph.node[index].CopyFrom(helper.make_node("Identity", [node.input[0]], [node.output[0]], name=node.name))
+    for index, value_info in enumerate(graph.output):
+        if value_info.name in zipmaps:
+            classes = len(zipmaps[value_info.name][1])
+            graph.output[index].CopyFrom(
+                helper.make_tensor_value_info(value_info.name, TensorProto.FLOAT, [None, classes])
+            )
+    return rewritten
 
 
 def _refuse_external_data(model: ModelProto) -> None:
@@ -172,11 +232,6 @@ def _varint(data: bytes, at: int) -> tuple[int | None, int]:
         if not byte & 0x80:
             return value, index + 1
     return None, at
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 FORMAT = OnnxFormat()

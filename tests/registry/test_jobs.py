@@ -200,3 +200,34 @@ def test_jobs_api_is_team_scoped(make_member, actor, version, team_b, queued, dj
     assert outsider.get("/api/v1/jobs").json() == []
     developer = make_member(team=team, role=Role.DEVELOPER).token_client()
     assert developer.post(f"/api/v1/jobs/{job.pk}/cancel").json()["status"] == "cancelled"
+
+
+def test_a_converter_failure_keeps_its_traceback_for_team_admins_only(
+    actor, version, queued, django_capture_on_commit_callbacks
+):
+    job = make_job(actor, version, django_capture_on_commit_callbacks)
+
+    def handler(job):
+        try:
+            raise TypeError("Field onnx.AttributeProto.ints: Expected an int, got a boolean.")
+        except TypeError as exc:
+            raise ModelFileError("conversion_failed", "The skl2onnx converter failed: Expected an int.") from exc
+
+    job_run(job.pk, "w1", {JobKind.CONVERT: handler})
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert job.error == "The skl2onnx converter failed: Expected an int."
+    assert job.trace.startswith("Traceback (most recent call last):")
+    assert "TypeError: Field onnx.AttributeProto.ints: Expected an int, got a boolean." in job.trace
+    assert "Traceback" not in str(job.log)
+
+    developer = version.created_by  # a developer of the team sees the paragraph, not the traceback
+    admin = create_membership(team=version.model.team, role=Role.ADMIN).user
+    from rest_framework.test import APIClient
+
+    for user, trace in ((developer, None), (admin, job.trace)):
+        client = APIClient()
+        client.force_authenticate(user)
+        body = client.get(f"/api/v1/jobs/{job.pk}").json()
+        assert body["error"] == job.error
+        assert body["trace"] == trace

@@ -108,9 +108,11 @@ def test_a_supported_path_converts_and_keeps_parity(
 ) -> None:
     source_format = _format(case)
     parent_signature, parent = parents[case]
-    converted = convert(source_format, sources[case], recipe, tmp_path / "out", parent_signature)
+    conversion = convert(source_format, sources[case], recipe, tmp_path / "out", parent_signature)
+    converted = conversion.path
 
     assert converted.parent == tmp_path / "out"
+    assert conversion.inspection == FORMATS[recipe.target].inspect(converted)
     assert converted.suffix == f".{recipe.target}"
     signature = FORMATS[recipe.target].inspect(converted).signature
     if source_format == "savedmodel" and recipe.target == "onnx":
@@ -159,9 +161,9 @@ def _assert_sane(output: dict[str, Any], recipe: Recipe) -> None:
 
 def test_int8_tflite_is_smaller_than_float_tflite(tmp_path: Path, sources: dict[str, Path], parents: Any) -> None:
     signature = parents["keras"][0]
-    float32 = convert("keras", sources["keras"], TO_TFLITE, tmp_path / "f32", signature)
-    int8 = convert("keras", sources["keras"], TO_TFLITE_INT8, tmp_path / "int8", signature)
-    float16 = convert("keras", sources["keras"], TO_TFLITE_FLOAT16, tmp_path / "f16", signature)
+    float32 = convert("keras", sources["keras"], TO_TFLITE, tmp_path / "f32", signature).path
+    int8 = convert("keras", sources["keras"], TO_TFLITE_INT8, tmp_path / "int8", signature).path
+    float16 = convert("keras", sources["keras"], TO_TFLITE_FLOAT16, tmp_path / "f16", signature).path
     assert int8.stat().st_size < float16.stat().st_size < float32.stat().st_size
 
 
@@ -267,7 +269,7 @@ def test_int8_quantizes_without_pre_processing_when_that_fails(
         raise ImportError("sympy is required")
 
     monkeypatch.setattr(shape_inference, "quant_pre_process", broken)
-    converted = convert("onnx", sources["onnx"], TO_ONNX_INT8, tmp_path / "out", TINY_ONNX)
+    converted = convert("onnx", sources["onnx"], TO_ONNX_INT8, tmp_path / "out", TINY_ONNX).path
     inspection = FORMATS["onnx"].inspect(converted)
     assert inspection.signature == TINY_ONNX
     assert "pre-processing failed" in caplog.text
