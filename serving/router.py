@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from django.conf import settings
@@ -67,11 +67,20 @@ class Route:
         return {"stable": self.primary, "canary": self.canary}.get(label)
 
 
+@dataclass(frozen=True)
+class Broken:
+    """An endpoint whose live release could not be loaded, with whose it is (only its team may learn why)."""
+
+    team_id: int
+    public: bool
+    reason: str
+
+
 @dataclass
 class RouterState:
     routes: dict[str, Route] = field(default_factory=dict)
-    # Endpoints whose live release could not be loaded, with why (they answer 503 until it can).
-    broken: dict[str, str] = field(default_factory=dict)
+    # Endpoints whose live release could not be loaded (they answer 503 until it can).
+    broken: dict[str, Broken] = field(default_factory=dict)
 
 
 def _version_key(version: ModelVersion) -> VersionKey:
@@ -114,7 +123,7 @@ class Router:
             releases = list(release_live_list())
             previous = self.state
             routes: dict[str, Route] = {}
-            broken: dict[str, str] = {}
+            broken: dict[str, Broken] = {}
             for release in releases:
                 try:
                     routes[release.endpoint.name] = self._route(release)
@@ -122,8 +131,13 @@ class Router:
                     logger.exception("cannot load release %s of %s", release.number, release.endpoint.name)
                     old = previous.routes.get(release.endpoint.name)
                     if old is not None:
-                        routes[old.endpoint] = old  # keep serving what was live and warm
-                    broken[release.endpoint.name] = f"release {release.number} cannot be loaded: {exc}"
+                        # Keep serving what was live and warm, but with who may call it as the endpoint says now.
+                        routes[old.endpoint] = replace(old, public=release.endpoint.public)
+                    broken[release.endpoint.name] = Broken(
+                        team_id=release.endpoint.team_id,
+                        public=release.endpoint.public,
+                        reason=f"release {release.number} cannot be loaded: {exc}",
+                    )
             self.state = RouterState(routes=routes, broken=broken)
             self._stamp = stamp
             self.refreshed_at = time.monotonic()

@@ -1,7 +1,7 @@
 """The inference APIs: Open Inference Protocol (KServe V2 / Triton), TF Serving REST, and MLflow scoring.
 
 Plain async functions of a `Request`; each resolves the endpoint and version from the router's snapshot (no
-database), checks the token when the endpoint is private, decodes with the protocol's codec, runs the model and
+database), checks the token unless the endpoint is public, decodes with the protocol's codec, runs the model and
 encodes the answer in that protocol's own shape, errors included.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from monitoring.drift import drift_monitor
 from serving.asgi import Handler, Request, Response
-from serving.auth import bearer_token, token_cache
+from serving.auth import bearer_token, caller_team_id, token_cache
 from serving.protocols import mlflow, tfserving, v2
 from serving.protocols.errors import ProtocolError
 from serving.router import Route, router_get
@@ -38,9 +38,12 @@ def error_response(path: str, status: int, message: str) -> Response:
     if path.startswith("/mlflow/"):
         if status == 415:  # as MLflow's scoring server: a plain-text answer to a body it cannot read at all
             return Response(status, message.encode(), {"content-type": "text/plain; charset=utf-8"})
-        code = {404: "RESOURCE_DOES_NOT_EXIST", 401: "UNAUTHENTICATED", 500: "INTERNAL_ERROR"}.get(
-            status, "BAD_REQUEST"
-        )
+        code = {
+            404: "RESOURCE_DOES_NOT_EXIST",
+            401: "UNAUTHENTICATED",
+            500: "INTERNAL_ERROR",
+            503: "TEMPORARILY_UNAVAILABLE",
+        }.get(status, "BAD_REQUEST")
         return Response(status, mlflow.mlflow_error_body(message, code), dict(JSON))
     if path.startswith("/v1/"):
         return Response(status, tfserving.tfserving_error_body(message), dict(JSON))
@@ -53,8 +56,8 @@ def _protocol_errors(handler: Handler) -> Handler:
             return await handler(request)
         except ProtocolError as exc:
             response = error_response(request.path, exc.status, exc.message)
-            if exc.status == 401:
-                response.headers["www-authenticate"] = 'Bearer realm="modeldeck"'
+            if exc.headers:
+                response.headers.update(exc.headers)
             return response
 
     wrapped.__name__ = handler.__name__
@@ -65,26 +68,35 @@ def _protocol_errors(handler: Handler) -> Handler:
 
 
 async def _route(request: Request) -> Route:
-    """The endpoint's live route, once the caller may use it (404 for names that do not exist or are not theirs)."""
+    """The endpoint's live route, once the caller may use it.
+
+    Authentication comes first: a name that is not a public endpoint needs a valid token whether it exists or not (the
+    same 401 for every name), and a valid token gets the same 404 for another team's endpoint, broken or not, as for a
+    name that does not exist. So names cannot be probed, and a wrong token is never told "not found".
+    """
     name = request.params["name"]
     router = router_get()
-    route = router.state.routes.get(name)
+    state = router.state
+    route = state.routes.get(name)
     if route is None:
         await router.refresh_on_miss()
-        route = router.state.routes.get(name)
-    if route is None:
-        broken = router.state.broken.get(name)
-        if broken:
-            raise ProtocolError(f"endpoint '{name}' is not ready: {broken}", 503)
+        state = router.state
+        route = state.routes.get(name)
+    if route is not None:
+        if route.public or await caller_team_id(request.headers.get("authorization")) == route.team_id:
+            return route
         raise ProtocolError(f"endpoint '{name}' not found", 404)
-    if not route.public:
+    broken = state.broken.get(name)
+    if broken is not None and broken.public:
+        # Anyone may learn that a public endpoint is down; only its team why (the load error names its files).
         token = bearer_token(request.headers.get("authorization"))
-        if token is None:
-            raise ProtocolError(f"endpoint '{name}' needs a token: send 'Authorization: Bearer <token>'", 401)
-        if await token_cache().team_id(token) != route.team_id:
-            # Same answer as for a name that does not exist: a token never learns about other teams' endpoints.
-            raise ProtocolError(f"endpoint '{name}' not found", 404)
-    return route
+        if token is not None and await token_cache().team_id(token) == broken.team_id:
+            raise ProtocolError(f"endpoint '{name}' is not ready: {broken.reason}", 503)
+        raise ProtocolError(f"endpoint '{name}' is not ready", 503)
+    team_id = await caller_team_id(request.headers.get("authorization"))
+    if broken is not None and broken.team_id == team_id:
+        raise ProtocolError(f"endpoint '{name}' is not ready: {broken.reason}", 503)
+    raise ProtocolError(f"endpoint '{name}' not found", 404)
 
 
 def _version(route: Route, request: Request) -> tuple[LoadedVersion, bool]:

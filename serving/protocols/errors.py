@@ -4,9 +4,11 @@ from __future__ import annotations
 
 
 class ProtocolError(Exception):
-    """A request the protocol refuses: `status` (400, 404, 415, ...) and a message that says exactly what is wrong."""
+    """A request the protocol refuses: `status` (400, 404, 415, ...), a message that says exactly what is wrong, and
+    any headers the answer must carry (a 401's `www-authenticate` challenge)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.headers = headers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -66,6 +67,51 @@ def test_exit_codes(cli: Cli, tmp_path, make_member, team_a) -> None:
     assert down.json["error"]["code"] == "connection_failed"
     assert f"error: Cannot reach ModelDeck at {closed}: " in down.stderr
     assert "hint: Run `modeldeck login URL --token TOKEN`" in down.stderr
+
+
+def test_predict_exit_codes_follow_the_data_plane(cli: Cli, tmp_path, make_member, team_b) -> None:
+    assert cli("push", onnx_file(tmp_path / "iris.onnx"), "--model", "alpha/iris").code == 0
+    assert cli("deploy", "iris-prod", "--model", "alpha/iris", "--version", "1").code == 0
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]})
+    served = cli("--json", "predict", "iris-prod", "--json", "-", stdin=body)
+    assert served.code == 0, served.stderr
+    assert served.json["model_name"] == "iris-prod"
+
+    # 4: a wrong token is told so by the data plane (401), for a name that exists and one that does not; never 3.
+    invalid = "invalid token: it is unknown, expired or revoked, or its user is no longer a member of its team"
+    wrong_token = "mdk_00000000" + "A" * 43
+    for name in ("iris-prod", "nope"):
+        wrong = cli("--json", "predict", name, "--json", "-", stdin=body, MODELDECK_TOKEN=wrong_token)
+        assert wrong.code == 4, wrong.stderr
+        assert wrong.json == {
+            "error": {"code": "http_401", "message": invalid, "detail": {}, "status": 401, "exit_code": 4}
+        }
+        assert f"error: {invalid}" in wrong.stderr
+        assert (
+            "hint: Run `modeldeck login URL --token TOKEN`, or set MODELDECK_URL and MODELDECK_TOKEN." in wrong.stderr
+        )
+    # Named arrays first read the endpoint's metadata: refused the same way.
+    named = cli(
+        "predict", "iris-prod", "--json", "-", stdin='{"x": [[5.1, 3.5, 1.4, 0.2]]}', MODELDECK_TOKEN=wrong_token
+    )
+    assert named.code == 4, named.stderr
+    assert f"error: {invalid}" in named.stderr
+
+    # 3: a valid token of another team gets the same 404 as a name that does not exist.
+    outsider = make_member(team=team_b, role=Role.ADMIN, username="outsider")
+    for name, token in (("iris-prod", outsider.token), ("nope", cli.token)):
+        missing = cli("--json", "predict", name, "--json", "-", stdin=body, MODELDECK_TOKEN=token)
+        assert missing.code == 3, missing.stderr
+        assert missing.json == {
+            "error": {
+                "code": "http_404",
+                "message": f"endpoint '{name}' not found",
+                "detail": {},
+                "status": 404,
+                "exit_code": 3,
+            }
+        }
+        assert "hint:" not in missing.stderr
 
 
 @pytest.mark.parametrize(

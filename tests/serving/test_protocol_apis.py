@@ -36,7 +36,8 @@ FLAT = X.ravel().tolist()
 
 V2_INFER = "/v2/models/iris/infer"
 NOT_FOUND = {"error": "endpoint 'iris' not found"}
-NEEDS_TOKEN = "endpoint 'iris' needs a token: send 'Authorization: Bearer <token>'"
+NEEDS_TOKEN = "missing token: send 'Authorization: Bearer <token>' with a token of the endpoint's team"
+BAD_TOKEN = "invalid token: it is unknown, expired or revoked, or its user is no longer a member of its team"
 
 V2_METADATA = {
     "name": "iris",
@@ -361,7 +362,8 @@ async def test_v2_infer_private_endpoint_needs_a_token(client: httpx.AsyncClient
     assert response.headers["www-authenticate"] == 'Bearer realm="modeldeck"'
 
     response = await client.post(V2_INFER, json=v2_body(), headers={"Authorization": "Basic dXNlcjpwYXNz"})
-    assert_error(response, 401, NEEDS_TOKEN)
+    assert_error(response, 401, "malformed Authorization header: send 'Authorization: Bearer <token>'")
+    assert response.headers["www-authenticate"] == 'Bearer realm="modeldeck"'
 
 
 async def test_v2_infer_other_teams_token_is_told_not_found(client: httpx.AsyncClient, deployed: Deployed) -> None:
@@ -377,11 +379,14 @@ async def test_v2_infer_other_teams_token_is_told_not_found(client: httpx.AsyncC
 
 
 @pytest.mark.parametrize("token", ["garbage", "mdk_00000000" + "A" * 43])
-async def test_v2_infer_garbage_token_is_told_not_found(
+async def test_v2_infer_garbage_token_is_unauthenticated(
     client: httpx.AsyncClient, deployed: Deployed, token: str
 ) -> None:
-    response = await client.post(V2_INFER, json=v2_body(), headers={"Authorization": f"Bearer {token}"})
-    assert_error(response, 404, "endpoint 'iris' not found")
+    # Never "not found": a wrong token is told it is wrong, for a name that exists and for one that does not.
+    for path in (V2_INFER, "/v2/models/nope/infer"):
+        response = await client.post(path, json=v2_body(), headers={"Authorization": f"Bearer {token}"})
+        assert_error(response, 401, BAD_TOKEN)
+        assert response.headers["www-authenticate"] == 'Bearer realm="modeldeck", error="invalid_token"'
 
 
 async def test_v2_metadata_needs_a_token_too(client: httpx.AsyncClient, deployed: Deployed) -> None:

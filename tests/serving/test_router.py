@@ -92,9 +92,30 @@ async def test_a_release_that_cannot_load_leaves_the_previous_one_serving(
     response = await client.post("/v2/models/iris/infer", json=infer_body(X), headers=deployed.auth())
     assert response.status_code == 200
     assert response.json()["model_version"] == "1"
-    assert "release 2 cannot be loaded" in router_get().state.broken["iris"]
+    assert router_get().state.broken["iris"].reason.startswith("release 2 cannot be loaded: ")
     ready = await client.get("/v2/health/ready")
     assert (ready.status_code, ready.json()) == (503, {"ready": False})
+
+
+async def test_the_release_kept_serving_follows_the_endpoints_public_flag(
+    deployed: Deployed, releaser, client: httpx.AsyncClient, artifact_dir: Path
+) -> None:
+    await refresh()
+    (artifact_dir / deployed.versions[2].artifact_key).unlink()
+    await sync_to_async(release_promote)(actor=releaser, endpoint=deployed.private, version=deployed.versions[2])
+    await sync_to_async(endpoint_update)(actor=releaser, endpoint=deployed.private, public=True)
+    await refresh()
+    assert router_get().state.broken["iris"].public is True
+
+    # Release 1 still answers (release 2 cannot load), and now without a token, as the endpoint says.
+    response = await client.post("/v2/models/iris/infer", json=infer_body(X))
+    assert response.status_code == 200, response.text
+    assert response.json()["model_version"] == "1"
+
+    await sync_to_async(endpoint_update)(actor=releaser, endpoint=deployed.private, public=False)
+    await refresh()
+    response = await client.post("/v2/models/iris/infer", json=infer_body(X))
+    assert response.status_code == 401, response.text
 
 
 def test_memory_budget_unloads_least_recently_used_unpinned_versions(deployed: Deployed) -> None:
