@@ -17,6 +17,7 @@ class ReleaseInline(admin.TabularInline):
         "canary_percent",
         "shadow",
         "actor",
+        "rule_name",
         "reason",
         "created_at",
     ]

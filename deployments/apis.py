@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,8 +25,15 @@ class ReleaseOutputSerializer(serializers.Serializer):
     canary_percent = serializers.IntegerField()
     shadow = serializers.IntegerField(source="shadow.number", default=None, allow_null=True)
     actor = serializers.CharField(source="actor.username", default=None)
+    by = serializers.CharField(
+        allow_null=True, help_text='Who made it: a username, or "automatic (rule NAME)" for an automatic rollback.'
+    )
+    rule = serializers.SerializerMethodField(help_text="The alert rule that rolled back automatically, else null.")
     reason = serializers.CharField()
     created_at = serializers.DateTimeField()
+
+    def get_rule(self, release: Release) -> str | None:
+        return release.rule_name or None
 
 
 class EndpointOutputSerializer(serializers.Serializer):
@@ -62,6 +69,8 @@ def _version(model: RegisteredModel, number: int | None, field: str = "version")
 
 
 class EndpointListApi(APIView):
+    # A name of its own in the OpenAPI schema (every API's nested serializer would be "Input").
+    @extend_schema_serializer(component_name="EndpointCreateInput")
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=63)
         model = serializers.CharField(help_text="team/model")
@@ -93,6 +102,7 @@ class EndpointListApi(APIView):
 
 
 class EndpointDetailApi(APIView):
+    @extend_schema_serializer(component_name="EndpointUpdateInput")
     class InputSerializer(serializers.Serializer):
         public = serializers.BooleanField(required=False)
         protected = serializers.BooleanField(required=False)
@@ -129,15 +139,26 @@ def _release_response(release: Release) -> Response:
 
 
 class EndpointPromoteApi(APIView):
+    @extend_schema_serializer(component_name="EndpointPromoteInput")
     class InputSerializer(serializers.Serializer):
         version = serializers.IntegerField(min_value=1)
         canary_percent = serializers.IntegerField(required=False, allow_null=True, default=None)
         shadow_version = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+        allow_signature_change = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text="Release a version whose inputs or outputs differ from the primary's (audited with the "
+            "differences); without it such a version gets 409 signature_mismatch.",
+        )
         reason = serializers.CharField(required=False, allow_blank=True, default="")
 
     @extend_schema(request=InputSerializer, responses={201: ReleaseOutputSerializer})
     def post(self, request: Request, name: str) -> Response:
-        """Promote a version (or start/adjust a canary); `shadow_version: null` clears the shadow."""
+        """Promote a version (or start/adjust a canary); `shadow_version: null` clears the shadow.
+
+        A version or shadow whose signature differs from the primary's is refused with 409 `signature_mismatch`, its
+        detail listing each difference, unless `allow_signature_change` is true.
+        """
         actor = Actor.from_request(request)
         endpoint = endpoint_get(actor=actor, name=name)
         data = self.InputSerializer(data=request.data)
@@ -150,18 +171,20 @@ class EndpointPromoteApi(APIView):
             canary_percent=data.validated_data["canary_percent"],
             shadow_version=_version(endpoint.model, shadow_number, "shadow_version") if shadow_number else None,
             clear_shadow="shadow_version" in data.validated_data and shadow_number is None,
+            allow_signature_change=data.validated_data["allow_signature_change"],
             reason=data.validated_data["reason"],
         )
         return _release_response(release)
 
 
 class EndpointRollbackApi(APIView):
+    @extend_schema_serializer(component_name="EndpointRollbackInput")
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(required=False, allow_blank=True, default="")
 
     @extend_schema(request=InputSerializer, responses={201: ReleaseOutputSerializer})
     def post(self, request: Request, name: str) -> Response:
-        """Roll back to the previous release, as a new release."""
+        """Roll back, as a new release: remove a live canary; otherwise bring back the previous primary, alone."""
         actor = Actor.from_request(request)
         endpoint = endpoint_get(actor=actor, name=name)
         data = self.InputSerializer(data=request.data)

@@ -60,6 +60,8 @@ class Release(BaseModel):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     reason = models.TextField(blank=True)
+    # The alert rule that made an automatic rollback, by name: the release's history outlives the rule.
+    rule_name = models.CharField(max_length=100, blank=True)
 
     class Meta:
         constraints = [
@@ -74,3 +76,10 @@ class Release(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.endpoint} release {self.number}"
+
+    @property
+    def by(self) -> str | None:
+        """Who made the release, as history shows it: a username, "automatic (rule NAME)", or None (user gone)."""
+        if self.rule_name:
+            return f"automatic (rule {self.rule_name})"
+        return self.actor.get_username() if self.actor is not None else None

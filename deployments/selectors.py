@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from common.errors import NotFoundError
+from deployments.compatibility import signature_differences
 from deployments.models import Endpoint, Release
+from registry.formats.base import Signature
+from registry.models import ModelVersion
 from teams.choices import Action
 from teams.permissions import Actor, actor_can
 from teams.selectors import team_list_for_actor
@@ -52,3 +56,43 @@ def release_current(*, endpoint: Endpoint) -> Release:
     release = release_list(endpoint=endpoint).first()
     assert release is not None
     return release
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a rollback of the live release serves, and what it takes away ("canary", "primary" or "shadow")."""
+
+    primary: ModelVersion
+    shadow: ModelVersion | None
+    removes: str
+
+
+def release_rollback_plan(*, endpoint: Endpoint, current: Release) -> RollbackPlan | None:
+    """What rolling back `current` (the live release) leads to; None when there is nothing to roll back.
+
+    A live canary is removed, keeping primary and shadow. Otherwise the primary of the newest earlier release whose
+    primary differs from the live one comes back, alone: looking past releases with the same primary (canaries of
+    it, rollbacks to it) is what lets a second rollback undo the first instead of returning to where it is. With no
+    such release, a live shadow is removed.
+    """
+    if current.canary_id is not None:
+        return RollbackPlan(primary=current.primary, shadow=current.shadow, removes="canary")
+    earlier = (
+        endpoint.releases.filter(number__lt=current.number)
+        .exclude(primary_id=current.primary_id)
+        .select_related("primary")
+        .order_by("-number")
+        .first()
+    )
+    if earlier is not None:
+        return RollbackPlan(primary=earlier.primary, shadow=None, removes="primary")
+    if current.shadow_id is not None:
+        return RollbackPlan(primary=current.primary, shadow=None, removes="shadow")
+    return None
+
+
+def version_signature_differences(*, primary: ModelVersion, version: ModelVersion) -> list[dict[str, Any]]:
+    """How `version`'s inputs and outputs differ from those of `primary` (see deployments.compatibility)."""
+    return signature_differences(
+        Signature.from_dict(primary.signature or {}), Signature.from_dict(version.signature or {})
+    )

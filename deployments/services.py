@@ -14,13 +14,14 @@ from django.db import IntegrityError, transaction
 
 from common.errors import ApplicationError
 from deployments.choices import ReleaseAction
+from deployments.compatibility import difference_text
 from deployments.models import Endpoint, Release
-from deployments.selectors import RELEASE_STAMP_KEY
+from deployments.selectors import RELEASE_STAMP_KEY, release_rollback_plan, version_signature_differences
 from deployments.signals import releases_changed
 from monitoring.events import team_event_publish
-from registry.benchmark import SERVED_FORMATS
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
+from registry.selectors import version_not_servable_reason
 from teams.choices import Action
 from teams.permissions import Actor, actor_require
 from teams.services import audit_record
@@ -48,12 +49,9 @@ def version_check_deployable(*, version: ModelVersion, model: RegisteredModel) -
         raise ApplicationError(
             "version_not_ready", f"v{version.number} is {version.status}; only ready versions deploy.", status=409
         )
-    if version.format not in SERVED_FORMATS:
-        raise ApplicationError(
-            "not_servable",
-            f"v{version.number} is a {version.format} file; deploy one of its ONNX or TFLite versions.",
-            status=422,
-        )
+    not_servable = version_not_servable_reason(version)
+    if not_servable:
+        raise ApplicationError("not_servable", not_servable, status=422)
     parity = version.parity or {}
     if parity and not parity.get("passed") and not version.parity_override_at:
         raise ApplicationError(
@@ -117,6 +115,7 @@ def _audit(actor: Actor | None, release: Release, action: str, extra: dict[str, 
         "canary_percent": release.canary_percent,
         "shadow": release.shadow.number if release.shadow else None,
         "reason": release.reason,
+        "by": release.by,
     }
     audit_record(
         team=release.endpoint.team, actor=actor, action=action, target=release.endpoint, data={**data, **(extra or {})}
@@ -141,11 +140,18 @@ def _new_release(
     action: str,
     reason: str,
     build: Callable[[Release], dict[str, Any]],
+    audit_extra: dict[str, Any] | None = None,
 ) -> Release:
     """Append the next release on behalf of a user who may change this endpoint."""
     _require_change(actor, endpoint)
     release = _release_append(
-        actor=actor, user=actor.authenticated_user, endpoint=endpoint, action=action, reason=reason, build=build
+        actor=actor,
+        user=actor.authenticated_user,
+        endpoint=endpoint,
+        action=action,
+        reason=reason,
+        build=build,
+        audit_extra=audit_extra,
     )
     assert release is not None  # `build` never declines here
     return release
@@ -161,10 +167,12 @@ def _release_append(
     build: Callable[[Release], dict[str, Any] | None],
     audit_action: str = "",
     audit_extra: dict[str, Any] | None = None,
+    rule_name: str = "",
 ) -> Release | None:
     """Lock the endpoint, read its live release, and append the next one (promotes serialize, never interleave).
 
     `build` returns the new release's versions, or None to append nothing (the live release is not the expected one).
+    It may add to `audit_extra` what it learned under the lock; the audit record is written after it ran.
     """
     with transaction.atomic():
         Endpoint.objects.select_for_update().filter(pk=endpoint.pk).exists()
@@ -179,6 +187,7 @@ def _release_append(
             action=action,
             actor=user,
             reason=reason,
+            rule_name=rule_name,
             **fields,
         )
         _audit(
@@ -224,6 +233,30 @@ def endpoint_update(*, actor: Actor, endpoint: Endpoint, **changes: Any) -> Endp
     return locked
 
 
+def _signature_changes(current: Release, candidates: list[tuple[ModelVersion, str]]) -> list[dict[str, Any]]:
+    """Each way the candidates (version, role) differ from the live primary's signature, naming the candidate."""
+    return [
+        {"candidate": version.number, "role": role, **difference}
+        for version, role in candidates
+        for difference in version_signature_differences(primary=current.primary, version=version)
+    ]
+
+
+def _signature_mismatch(endpoint: Endpoint, current: Release, changes: list[dict[str, Any]]) -> ApplicationError:
+    parts: list[str] = []
+    for number, role in dict.fromkeys((c["candidate"], c["role"]) for c in changes):
+        texts = "; ".join(difference_text(c) for c in changes if (c["candidate"], c["role"]) == (number, role))
+        who = f"shadow v{number}" if role == "shadow" else f"v{number}"
+        parts.append(f"{who}'s inputs or outputs differ from the primary v{current.primary.number}'s: {texts}")
+    return ApplicationError(
+        "signature_mismatch",
+        f"{'. '.join(parts)}. A release never changes the contract of '{endpoint.name}' silently: "
+        "allow the signature change to release it anyway.",
+        {"primary": current.primary.number, "differences": changes},
+        status=409,
+    )
+
+
 def release_promote(
     *,
     actor: Actor,
@@ -232,12 +265,16 @@ def release_promote(
     canary_percent: int | None = None,
     shadow_version: ModelVersion | None = None,
     clear_shadow: bool = False,
+    allow_signature_change: bool = False,
     reason: str = "",
 ) -> Release:
     """Make `version` the primary, or with `canary_percent` send it that share of traffic beside the primary.
 
     A shadow version, when given, receives a copy of the traffic; otherwise the live shadow is kept unless
-    `clear_shadow` says to drop it.
+    `clear_shadow` says to drop it. A version (or shadow) whose signature differs from the live primary's is refused
+    (409 `signature_mismatch`, listing the differences) unless `allow_signature_change`; an allowed change is audited.
+    Not checked again: the primary itself, and a canary or shadow that is already live in that role (a canary's
+    share moving step by step was allowed when it started).
     """
     version_check_deployable(version=version, model=endpoint.model)
     if shadow_version is not None:
@@ -248,35 +285,54 @@ def release_promote(
             "A canary takes 1 to 99 percent of traffic; promote without one to move it all.",
             {"canary_percent": ["Between 1 and 99."]},
         )
+    audit_extra: dict[str, Any] = {}
 
     def build(current: Release) -> dict[str, Any]:
         shadow = shadow_version or (None if clear_shadow else current.shadow)
+        if canary_percent is not None and version.pk == current.primary_id:
+            raise ApplicationError("invalid", f"v{version.number} is already the primary; it cannot be its own canary.")
+        # Compared with the primary read under the endpoint's lock: a promote that lands first changes the contract.
+        candidates: list[tuple[ModelVersion, str]] = []
+        if canary_percent is not None and version.pk != current.canary_id:
+            candidates.append((version, "canary"))
+        elif canary_percent is None and version.pk != current.primary_id:
+            candidates.append((version, "primary"))
+        if shadow_version is not None and shadow_version.pk not in (current.shadow_id, current.primary_id):
+            candidates.append((shadow_version, "shadow"))
+        changes = _signature_changes(current, candidates)
+        if changes and not allow_signature_change:
+            raise _signature_mismatch(endpoint, current, changes)
+        if changes:
+            audit_extra["signature_change"] = changes
         if canary_percent is not None:
-            if version.pk == current.primary_id:
-                raise ApplicationError(
-                    "invalid", f"v{version.number} is already the primary; it cannot be its own canary."
-                )
             return {"primary": current.primary, "canary": version, "canary_percent": canary_percent, "shadow": shadow}
         return {"primary": version, "canary": None, "canary_percent": 0, "shadow": shadow}
 
     action = ReleaseAction.CANARY if canary_percent is not None else ReleaseAction.PROMOTE
-    return _new_release(actor=actor, endpoint=endpoint, action=action, reason=reason, build=build)
+    return _new_release(
+        actor=actor, endpoint=endpoint, action=action, reason=reason, build=build, audit_extra=audit_extra
+    )
 
 
 def _rollback_fields(endpoint: Endpoint, current: Release) -> dict[str, Any]:
-    previous = endpoint.releases.filter(number=current.number - 1).first()
-    if previous is None:
-        raise ApplicationError("nothing_to_roll_back", f"'{endpoint.name}' has only its first release.", status=409)
-    return {
-        "primary": previous.primary,
-        "canary": previous.canary,
-        "canary_percent": previous.canary_percent,
-        "shadow": previous.shadow,
-    }
+    plan = release_rollback_plan(endpoint=endpoint, current=current)
+    if plan is None:
+        raise ApplicationError(
+            "nothing_to_roll_back",
+            f"'{endpoint.name}' has nothing to roll back: release {current.number} serves v{current.primary.number} "
+            "alone, with no canary or shadow, and no earlier release served another primary.",
+            status=409,
+        )
+    return {"primary": plan.primary, "canary": None, "canary_percent": 0, "shadow": plan.shadow}
 
 
 def release_rollback(*, actor: Actor, endpoint: Endpoint, reason: str = "") -> Release:
-    """Go back to the release before the live one, as a new release equal to it (history stays linear)."""
+    """Return to the last known-good state, as a new release (history stays linear).
+
+    With a canary live, remove it (primary and shadow stay). Otherwise serve the primary of the newest earlier release
+    whose primary differs from the live one, with no canary and no shadow (so a second rollback undoes the first);
+    with no such release, remove a live shadow. Never refused for signatures: it is the way back.
+    """
 
     def build(current: Release) -> dict[str, Any]:
         return _rollback_fields(endpoint, current)
@@ -284,12 +340,16 @@ def release_rollback(*, actor: Actor, endpoint: Endpoint, reason: str = "") -> R
     return _new_release(actor=actor, endpoint=endpoint, action=ReleaseAction.ROLLBACK, reason=reason, build=build)
 
 
-def release_rollback_automatic(*, endpoint: Endpoint, reason: str, evidence: dict[str, Any]) -> Release | None:
+def release_rollback_automatic(
+    *, endpoint: Endpoint, rule: str, reason: str, evidence: dict[str, Any]
+) -> Release | None:
     """Roll back the release an alert rule caught, as the system; None when that release is no longer live.
 
-    `evidence["release"]` names the release the rule judged. Under the endpoint's row lock, a release that is no
-    longer live (another web process rolled it back first, or someone promoted since) is left alone, so processes
-    that see the same bad canary at once roll it back exactly once.
+    The same rule as `release_rollback`; the release records the rule's name (`rule`), which history shows as
+    "automatic (rule NAME)" even after the rule is renamed or deleted. `evidence["release"]` names the release the
+    rule judged. Under the endpoint's row lock, a release that is no longer live (another web process rolled it back
+    first, or someone promoted since) is left alone, so processes that see the same bad canary at once roll it back
+    exactly once.
     """
     judged = evidence["release"]
 
@@ -305,4 +365,5 @@ def release_rollback_automatic(*, endpoint: Endpoint, reason: str, evidence: dic
         build=build,
         audit_action="endpoint.auto_rollback",
         audit_extra={"evidence": evidence},
+        rule_name=rule,
     )

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from common.errors import ApplicationError, NotFoundError, PermissionDeniedError
+from deployments.compatibility import tensor_text
 from deployments.models import Endpoint
-from deployments.selectors import endpoint_get, endpoint_list, release_current, release_list
+from deployments.selectors import (
+    endpoint_get,
+    endpoint_list,
+    release_current,
+    release_list,
+    release_rollback_plan,
+    version_signature_differences,
+)
 from deployments.services import endpoint_create, release_promote, release_rollback
 from registry.benchmark import SERVED_FORMATS
 from registry.choices import VersionStatus
 from registry.models import ModelVersion
-from registry.selectors import model_version_get
+from registry.selectors import model_version_get, version_not_servable_reason
 from teams.choices import Action
 from teams.context_processors import CURRENT_TEAM_SESSION_KEY
 from teams.permissions import Actor, actor_can
@@ -40,20 +50,52 @@ def endpoint_list_page(request: HttpRequest, team: str) -> HttpResponse:
     return render(request, "deployments/endpoint_list.html", {"team": obj, "endpoints": endpoints})
 
 
+PROBLEMS = {
+    "missing": "missing from this version",
+    "added": "added by this version",
+    "datatype": "different datatype",
+    "shape": "different shape",
+}
+
+
+def _difference_rows(differences: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Signature differences as the confirm step's table shows them (the template escapes every cell)."""
+    return [
+        {
+            "tensor": d["tensor"],
+            "name": d["name"],
+            "problem": PROBLEMS.get(d["problem"], d["problem"]),
+            "primary": tensor_text(d["primary"]),
+            "version": tensor_text(d["version"]),
+        }
+        for d in differences
+    ]
+
+
 def _endpoint_context(actor: Actor, endpoint: Endpoint, error: str = "") -> dict[str, object]:
     current = release_current(endpoint=endpoint)
     releases = list(release_list(endpoint=endpoint)[:50])
-    previous = releases[1] if len(releases) > 1 else None
     action = Action.CHANGE_PROTECTED if endpoint.protected else Action.DEVELOP
     ready = endpoint.model.versions.filter(status=VersionStatus.READY, format__in=SERVED_FORMATS)
-    deployable = ready.order_by("-number")
+    # Each version that could be released, with how its signature differs from the primary's (shown before the
+    # confirm step, not after a refusal).
+    choices = [
+        {
+            "version": version,
+            "differences": _difference_rows(version_signature_differences(primary=current.primary, version=version)),
+            # A live canary's share moves without being checked again: its change was allowed when it started.
+            "live_canary": version.pk == current.canary_id,
+        }
+        for version in ready.order_by("-number")
+        if version.pk != current.primary_id and not version_not_servable_reason(version)
+    ]
     return {
         "team": endpoint.team,
         "endpoint": endpoint,
         "current": current,
-        "previous": previous,
+        "rollback": release_rollback_plan(endpoint=endpoint, current=current),
         "releases": releases,
-        "versions": deployable,
+        "choices": choices,
         "can_change": actor_can(actor=actor, team=endpoint.team, action=action),
         "error": error,
     }
@@ -63,14 +105,20 @@ def _endpoint_context(actor: Actor, endpoint: Endpoint, error: str = "") -> dict
 @login_required
 @domain_errors_as_http
 def endpoint_page(request: HttpRequest, name: str) -> HttpResponse:
-    """Show the live release and its history; POST promotes, starts a canary or rolls back."""
+    """Show the live release and its history; POST promotes, starts a canary or rolls back.
+
+    A version whose signature differs from the primary's is refused unless the form allows the change; the refusal
+    shows the differences and offers to submit again with the change allowed.
+    """
     actor = Actor(user=request.user)
     endpoint = endpoint_get(actor=actor, name=name)
     error = ""
+    refused: dict[str, object] | None = None
     if request.method == "POST":
+        operation = request.POST.get("operation")
+        reason = request.POST.get("reason", "").strip()
+        number = percent = None
         try:
-            operation = request.POST.get("operation")
-            reason = request.POST.get("reason", "").strip()
             if operation == "rollback":
                 release_rollback(actor=actor, endpoint=endpoint, reason=reason)
             elif operation in ("promote", "canary"):
@@ -81,7 +129,14 @@ def endpoint_page(request: HttpRequest, name: str) -> HttpResponse:
                 percent = _int(request.POST.get("canary_percent")) if operation == "canary" else None
                 if operation == "canary" and percent is None:
                     raise ApplicationError("invalid", "Give the canary a share of traffic, 1 to 99 percent.")
-                release_promote(actor=actor, endpoint=endpoint, version=version, canary_percent=percent, reason=reason)
+                release_promote(
+                    actor=actor,
+                    endpoint=endpoint,
+                    version=version,
+                    canary_percent=percent,
+                    allow_signature_change=request.POST.get("allow_signature_change") == "on",
+                    reason=reason,
+                )
             else:
                 raise ApplicationError("invalid", "Unknown operation.")
             return redirect("endpoint-page", name=endpoint.name)
@@ -89,8 +144,18 @@ def endpoint_page(request: HttpRequest, name: str) -> HttpResponse:
             raise
         except ApplicationError as exc:
             error = exc.message
-    context = _endpoint_context(actor, endpoint, error)
-    return render(request, "deployments/endpoint_page.html", context, status=400 if error else 200)
+            if exc.code == "signature_mismatch":
+                refused = {
+                    "operation": operation,
+                    "version": number,
+                    "canary_percent": percent,
+                    "reason": reason,
+                    "primary": exc.detail["primary"],
+                    "differences": _difference_rows(exc.detail["differences"]),
+                }
+    context = {**_endpoint_context(actor, endpoint, error), "refused": refused}
+    status = 200 if not error else 409 if refused else 400
+    return render(request, "deployments/endpoint_page.html", context, status=status)
 
 
 @require_http_methods(["POST"])

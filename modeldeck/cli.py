@@ -363,7 +363,12 @@ def _release_result(endpoint: str, release: Release) -> Result:
 def cmd_promote(ctx: Context) -> Result:
     args = ctx.args
     release = ctx.client.promote(
-        args.endpoint, args.version, canary_percent=args.canary, shadow_version=args.shadow, reason=args.reason
+        args.endpoint,
+        args.version,
+        canary_percent=args.canary,
+        shadow_version=args.shadow,
+        allow_signature_change=args.allow_signature_change,
+        reason=args.reason,
     )
     return _release_result(args.endpoint, release)
 
@@ -521,7 +526,10 @@ def _endpoint_table(endpoint: Endpoint) -> Table:
     flags = [name for name in ("protected", "public") if dict(endpoint).get(name)]
     table.add_row("model", endpoint["model"])
     table.add_row("serving", _serving(release))
-    table.add_row("release", f"{release['number']} ({release['action']}) by {release.get('actor') or 'ModelDeck'}")
+    table.add_row(
+        "release",
+        f"{release['number']} ({release['action']}) by {release.get('by') or release.get('actor') or 'ModelDeck'}",
+    )
     table.add_row("flags", ", ".join(flags) or "—")
     return table
 
@@ -535,7 +543,7 @@ def _releases_table(releases: list[Release]) -> Table:
             str(release["number"]),
             release["action"],
             _serving(release),
-            release.get("actor") or "ModelDeck",
+            release.get("by") or release.get("actor") or "ModelDeck",
             _clip(release.get("reason") or "", 80),
             release["created_at"][:19].replace("T", " "),
         )
@@ -665,6 +673,11 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("version", metavar="VERSION", type=int)
     promote.add_argument("--canary", type=_percent, metavar="PCT", help="send PCT %% of traffic to VERSION only")
     promote.add_argument("--shadow", type=int, metavar="N", help="also mirror traffic to version N, unanswered")
+    promote.add_argument(
+        "--allow-signature-change",
+        action="store_true",
+        help="release it even though its inputs or outputs differ from the primary's (audited; without it: exit 5)",
+    )
     promote.add_argument("--reason", default="", help="recorded on the release")
     _json_flag(promote)
 
@@ -696,7 +709,32 @@ def _print_json(document: Any) -> None:
     sys.stdout.flush()
 
 
+def _side(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"{value.get('datatype')} {value.get('shape')}"
+    return "—" if value is None else str(value)
+
+
+def _explain_signature(error: ModelDeckError, reporter: Reporter) -> None:
+    differences = [d for d in error.detail.get("differences", []) if isinstance(d, dict)]
+    primary = error.detail.get("primary")
+    count = f"{len(differences)} difference{'' if len(differences) == 1 else 's'}"
+    reporter.line(f"error: the signature differs from the primary v{primary}'s ({count}):")
+    for d in differences:
+        who = f"v{d.get('candidate')}" + (" (shadow)" if d.get("role") == "shadow" else "")
+        reporter.line(
+            f"  {who} {d.get('tensor')} {d.get('name')!r}: {d.get('problem')}"
+            f" (primary: {_side(d.get('primary'))}; v{d.get('candidate')}: {_side(d.get('version'))})"
+        )
+    reporter.line(
+        "hint: `modeldeck promote ... --allow-signature-change` releases it anyway (admins only on protected endpoints)"
+    )
+
+
 def _explain(error: ModelDeckError, reporter: Reporter) -> None:
+    if error.code == "signature_mismatch" and isinstance(error.detail.get("differences"), list):
+        _explain_signature(error, reporter)
+        return
     reporter.line(f"error: {error.message}")
     for name, problems in error.detail.items():
         if isinstance(problems, list) and problems and all(isinstance(p, str) for p in problems):

@@ -330,14 +330,21 @@ class Client:
         *,
         canary_percent: int | None = None,
         shadow_version: int | None = None,
+        allow_signature_change: bool = False,
         reason: str = "",
     ) -> Release:
-        """Promote a version (or start a canary at `canary_percent`); a new release."""
+        """Promote a version (or start a canary at `canary_percent`); a new release.
+
+        A version whose inputs or outputs differ from the primary's raises `Invalid` (code `signature_mismatch`, the
+        differences in `detail["differences"]`) unless `allow_signature_change`.
+        """
         body: dict[str, Any] = {"version": int(version), "reason": reason}
         if canary_percent is not None:
             body["canary_percent"] = canary_percent
         if shadow_version is not None:
             body["shadow_version"] = shadow_version
+        if allow_signature_change:
+            body["allow_signature_change"] = True
         return cast(Release, self._json("POST", f"/api/v1/endpoints/{_segment(name)}/promote", json=body))
 
     def rollback(self, name: str, *, reason: str = "") -> Release:

@@ -64,6 +64,7 @@ class Job(TypedDict):
     result: dict[str, Any] | None
     result_version: int | None
     error: str
+    trace: str | None  # the traceback behind `error`, for team admins (None for everyone else)
     log: list[dict[str, str]]
     worker: str
     attempts: int
@@ -82,6 +83,8 @@ class Release(TypedDict):
     canary_percent: int
     shadow: int | None
     actor: str | None
+    by: str | None  # the username, or "automatic (rule NAME)" for an automatic rollback
+    rule: str | None
     reason: str
     created_at: str
 

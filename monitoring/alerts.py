@@ -339,6 +339,18 @@ def _rollback_refusal(firing: Firing, now: float) -> str:
     return ""
 
 
+def _rolled_back_text(judged: LiveRelease, release: Release) -> str:
+    """What an automatic rollback did, in words (the rollback rule of deployments.services decided it)."""
+    serving = f"v{release.primary.number}" + (f" with shadow v{release.shadow.number}" if release.shadow else "")
+    if judged.canary is not None:
+        undone = f"the canary v{judged.canary} is removed"
+    elif judged.primary != release.primary.number:
+        undone = f"v{judged.primary} is no longer the primary"
+    else:
+        undone = f"the shadow v{judged.shadow} is removed"
+    return f"Rolled back: {undone}; release {release.number} serves {serving}."
+
+
 def alert_fire(*, firing: Firing, rollback: bool, detail: str = "") -> Alert | None:
     """Record an alert and, for a rollback rule in its bake period, roll the release back; None if already fired.
 
@@ -372,6 +384,7 @@ def alert_fire(*, firing: Firing, rollback: bool, detail: str = "") -> Alert | N
                 with transaction.atomic():
                     release = release_rollback_automatic(
                         endpoint=endpoint,
+                        rule=rule.name,
                         reason=f"Automatic rollback: {firing.describe()}.",
                         evidence=firing.evidence(),
                     )
@@ -385,7 +398,7 @@ def alert_fire(*, firing: Firing, rollback: bool, detail: str = "") -> Alert | N
                 else:
                     alert.action_taken = AlertOutcome.ROLLED_BACK
                     alert.rollback_release = release.number
-                    alert.detail = f"Rolled back: release {release.number} serves what {release.number - 2} did."
+                    alert.detail = _rolled_back_text(rule.release, release)
             alert.save(update_fields=["action_taken", "rollback_release", "detail"])
     return alert
 

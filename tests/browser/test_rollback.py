@@ -41,7 +41,9 @@ def test_rollback_asks_first_and_names_the_versions(browser: Browser, live_serve
     page.once("dialog", dismiss)
     page.locator("button[data-action=rollback]").click()
     expect(page.get_by_test_id("current-release")).to_contain_text("release #2")  # dismissed: nothing changed
-    assert messages == ["Roll back iris-prod-like from release #2 (v2) to release #1 (v1)?"]
+    assert messages == [
+        "Roll back iris-prod-like from release #2 (v2) to v1? It takes all traffic, with no canary and no shadow."
+    ]
     assert Release.objects.filter(endpoint=endpoint).count() == 2
 
     page.once("dialog", lambda dialog: dialog.accept())

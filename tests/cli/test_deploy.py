@@ -80,8 +80,8 @@ def test_deploy_promote_canary_rollback_status_and_predict(cli: Cli, tmp_path) -
     rolled = cli("rollback", "iris-staging", "--reason", "latency", "--json")
     assert rolled.code == 0, rolled.stderr
     assert (rolled.json["release"]["action"], rolled.json["release"]["primary"]) == ("rollback", 1)
-    # The release before the last was the canary: rollback restores it (v1 primary, v2 canary 10 %).
-    assert (rolled.json["release"]["canary"], rolled.json["release"]["canary_percent"]) == (2, 10)
+    # No canary live: the previous primary comes back alone (not release 2's canary of v2 with it).
+    assert (rolled.json["release"]["canary"], rolled.json["release"]["canary_percent"]) == (None, 0)
 
     status = cli("status", "iris-staging", "--json")
     assert status.code == 0, status.stderr

@@ -55,6 +55,8 @@ def test_create_promote_canary_and_rollback_keep_a_linear_history(setup) -> None
         "canary_percent": 0,
         "shadow": None,
         "actor": "dev",
+        "by": "dev",
+        "rule": None,
     }
     url = "/api/v1/endpoints/iris-staging"
     assert (
@@ -71,7 +73,20 @@ def test_create_promote_canary_and_rollback_keep_a_linear_history(setup) -> None
     cleared = client.post(f"{url}/promote", {"version": 3, "shadow_version": None}, format="json").json()
     assert cleared["shadow"] is None
     back = client.post(f"{url}/rollback", {"reason": "latency"}, format="json").json()
-    assert (back["number"], back["action"], back["primary"], back["shadow"]) == (7, "rollback", 3, 1)
+    # No canary live: the newest earlier primary other than v3 (release 4's v2) comes back, alone.
+    assert back == {
+        "number": 7,
+        "action": "rollback",
+        "primary": 2,
+        "canary": None,
+        "canary_percent": 0,
+        "shadow": None,
+        "actor": "dev",
+        "by": "dev",
+        "rule": None,
+        "reason": "latency",
+        "created_at": back["created_at"],
+    }
     history = client.get(f"{url}/releases").json()
     assert [r["number"] for r in history] == [7, 6, 5, 4, 3, 2, 1]
     assert client.get(url).json()["release"]["number"] == 7

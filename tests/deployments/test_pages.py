@@ -47,7 +47,10 @@ def test_deploy_then_promote_canary_and_rollback_from_the_pages(dev_client) -> N
     )
     page = dev_client.get("/endpoints/iris-staging/").content.decode()
     assert "canary" in page and "takes 20% of traffic" in page
-    assert "Roll back iris-staging from release #3 (v2 + canary v3) to release #2 (v2)?" in page
+    assert (
+        "Roll back iris-staging from release #3: remove the canary v3 (20% of traffic)? v2 stays the primary." in page
+    )
+    assert "Roll back: remove canary v3" in page
     assert dev_client.post("/endpoints/iris-staging/", {"operation": "rollback"}).status_code == 302
     live = Release.objects.filter(endpoint__name="iris-staging").order_by("-number").first()
     assert live is not None

@@ -342,6 +342,7 @@ async def test_a_failing_canary_is_rolled_back_audited_and_announced(canary: Can
         "shadow": None,
         "reason": "Automatic rollback: alert rule 'canary errors': error_rate 0.2 > 0.05 on v2 (canary) of release 2 "
         "over 60 s (60 requests).",
+        "by": "automatic (rule canary errors)",
         "previous_release": 2,
         "evidence": evidence,
     }
@@ -355,10 +356,26 @@ async def test_a_failing_canary_is_rolled_back_audited_and_announced(canary: Can
     )
     assert (stored.value, stored.threshold, stored.requests, stored.window_seconds) == (0.2, 0.05, 60, 60)
     assert (stored.action_taken, stored.rollback_release) == ("rolled_back", 3)
+    assert stored.detail == "Rolled back: the canary v2 is removed; release 3 serves v1."
     message = await asyncio.wait_for(layer.receive(channel), timeout=2)
     # The rollback's own release comes first on the stream (announced on commit), then the alert.
-    assert message["event"]["kind"] == "release"
-    assert (message["event"]["data"]["release"], message["event"]["data"]["action"]) == (3, "rollback")
+    assert message == {
+        "type": "team.event",
+        "event": {
+            "kind": "release",
+            "data": {
+                "endpoint": "iris",
+                "release": 3,
+                "primary": 1,
+                "canary": None,
+                "canary_percent": 0,
+                "shadow": None,
+                "reason": audit.data["reason"],
+                "by": "automatic (rule canary errors)",
+                "action": "rollback",
+            },
+        },
+    }
     message = await asyncio.wait_for(layer.receive(channel), timeout=2)
     assert message == {"type": "team.event", "event": {"kind": "alert", "data": alert_data(stored, "iris")}}
     assert message["event"]["data"]["action_taken"] == "rolled_back"
@@ -488,7 +505,11 @@ def test_automatic_rollback_from_two_threads_at_once_happens_once(canary: Canary
         try:
             endpoint = Endpoint.objects.get(pk=canary.endpoint.pk)
             start.wait(timeout=5)
-            results.append(release_rollback_automatic(endpoint=endpoint, reason="test", evidence={"release": 2}))
+            results.append(
+                release_rollback_automatic(
+                    endpoint=endpoint, rule="canary errors", reason="test", evidence={"release": 2}
+                )
+            )
         finally:
             connections.close_all()
 
@@ -501,13 +522,18 @@ def test_automatic_rollback_from_two_threads_at_once_happens_once(canary: Canary
     assert releases(canary.endpoint)[-1] == (3, "rollback", 1, None, None)
     assert AuditEvent.objects.filter(action="endpoint.auto_rollback").count() == 1
     # Evidence about a release that is no longer live changes nothing.
-    assert release_rollback_automatic(endpoint=canary.endpoint, reason="late", evidence={"release": 2}) is None
+    late = release_rollback_automatic(
+        endpoint=canary.endpoint, rule="canary errors", reason="late", evidence={"release": 2}
+    )
+    assert late is None
     assert Release.objects.filter(endpoint=canary.endpoint).count() == 3
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_rollback_release_is_not_rolled_back_again(canary: Canary) -> None:
-    release_rollback_automatic(endpoint=canary.endpoint, reason="bad canary", evidence={"release": 2})
+    release_rollback_automatic(
+        endpoint=canary.endpoint, rule="canary errors", reason="bad canary", evidence={"release": 2}
+    )
     rule_create(canary.endpoint, metric="error_rate")
     evaluator = AlertEvaluator()
     now = time.time() + 1
@@ -600,4 +626,44 @@ async def test_a_drift_rule_rolls_back_a_canary_whose_inputs_drifted(canary: Can
         (1, "create", 1, None, canary.dev.user.pk),
         (2, "canary", 1, 2, canary.dev.user.pk),
         (3, "rollback", 1, None, None),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_close_db_threads")
+async def test_an_automatic_rollback_keeps_the_shadow_and_its_rule_name_outlives_the_rule(canary: Canary) -> None:
+    actor = Actor(user=canary.dev.user)
+    await sync_to_async(release_promote)(
+        actor=actor,
+        endpoint=canary.endpoint,
+        version=canary.versions[2],
+        canary_percent=10,
+        shadow_version=canary.versions[3],
+    )
+    rule = await sync_to_async(rule_create)(canary.endpoint)
+    evaluator = AlertEvaluator()
+    now = time.time() + 1
+    evaluator.observe(int(now) - 1, canary_window(100, 50))
+    [alert] = await evaluator.evaluate(now)
+    assert (alert.action_taken, alert.rollback_release) == ("rolled_back", 4)
+    assert alert.detail == "Rolled back: the canary v2 is removed; release 4 serves v1 with shadow v3."
+    live = await sync_to_async(lambda: canary.endpoint.releases.order_by("-number")[0])()
+    assert (live.number, live.primary_id, live.canary_id, live.canary_percent, live.shadow_id) == (
+        4,
+        canary.versions[1].pk,
+        None,
+        0,
+        canary.versions[3].pk,
+    )
+    assert (live.actor_id, live.rule_name) == (None, "canary errors")
+
+    # Renamed, then deleted: history still says which rule it was.
+    await sync_to_async(AlertRule.objects.filter(pk=rule.pk).update)(name="renamed")
+    await sync_to_async(AlertRule.objects.filter(pk=rule.pk).delete)()
+    history = await sync_to_async(canary.viewer.token_client().get)("/api/v1/endpoints/iris/releases")
+    assert [(r["number"], r["action"], r["actor"], r["by"], r["rule"]) for r in history.json()] == [
+        (4, "rollback", None, "automatic (rule canary errors)", "canary errors"),
+        (3, "canary", "dev", "dev", None),
+        (2, "canary", "dev", "dev", None),
+        (1, "create", "dev", "dev", None),
     ]
