@@ -280,7 +280,7 @@ def _sklearn_to_onnx(source_format: str, path: Path, dest: Path) -> None:
     from sklearn.base import is_classifier
 
     # Without zipmap the probabilities come back as one FP32 tensor instead of a sequence of maps.
-    options = {id(_final_step(estimator)): {"zipmap": False}} if is_classifier(estimator) else None
+    options = {id(sklearn_format.final_step(estimator)): {"zipmap": False}} if is_classifier(estimator) else None
     with _converter_errors("skl2onnx"), _skl2onnx_tree_leaves_as_ints():
         model_proto = convert_sklearn(
             estimator,
@@ -312,12 +312,6 @@ def _skl2onnx_tree_leaves_as_ints() -> Iterator[None]:
         yield
     finally:
         tree_ensemble.add_node = original
-
-
-def _final_step(estimator: Any) -> Any:
-    steps = getattr(estimator, "steps", None)
-    # skl2onnx looks options up by the id of the classifier that makes the outputs, the last step of a pipeline.
-    return _final_step(steps[-1][1]) if steps else estimator
 
 
 def _onnx_tensor_outputs(path: Path, dest: Path) -> str:
@@ -453,8 +447,31 @@ def _conversion_failed(tool: str, exc: BaseException) -> ConversionError:
             "and ModelDeck's LiteRT runtime does not include TensorFlow (Flex) ops.",
             {"tool": tool, "unsupported_ops": ops},
         )
+    if "'tf.TensorList" in text:
+        return ConversionError(
+            "conversion_failed",
+            "TensorFlow Lite cannot convert the loop of a recurrent layer (LSTM, GRU, SimpleRNN) whose batch size is "
+            "dynamic: it needs TensorFlow (Flex) ops for it, which ModelDeck's LiteRT runtime does not include. The "
+            "ONNX version serves this model; for a TensorFlow Lite version, build the recurrent layers with "
+            "unroll=True (a fixed sequence length) and upload the model again.",
+            {"tool": tool, "unsupported_ops": sorted(set(re.findall(r"'(tf\.TensorList\w+)'", text)))},
+        )
+    if "only supports string and int64 categories" in text:
+        return ConversionError(
+            "conversion_failed",
+            f"The skl2onnx converter failed: {error_summary(exc)}. ModelDeck gives a scikit-learn model one FP32 "
+            "input tensor, so an encoder fitted on numbers has float categories, which skl2onnx cannot encode. "
+            "Encode those columns as integers or strings before they reach the model, or export the pipeline "
+            "yourself with skl2onnx (one input per column, strings as StringTensorType) and upload the ONNX file.",
+            {"tool": tool},
+        )
     error_line = _CONVERTER_ERROR_LINE.search(text)
-    cause = error_line.group(1).strip()[:300].rstrip(".") if error_line else error_summary(exc)
+    if error_line:
+        # MLIR prefixes each error with its location, loc(callsite(fused[...] at ...)): the message follows it.
+        line = error_line.group(1).strip()
+        cause = (line.rsplit(")): ", 1)[-1] if line.startswith("loc(") else line)[:400].rstrip(".")
+    else:
+        cause = error_summary(exc)
     return ConversionError("conversion_failed", f"The {tool} converter failed: {cause}.", {"tool": tool})
 
 

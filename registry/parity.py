@@ -211,6 +211,8 @@ class SklearnRunner:
             outputs["label"] = np.asarray(self._estimator.predict(x))
             if "probabilities" in self._outputs:
                 outputs["probabilities"] = np.asarray(self._estimator.predict_proba(x), dtype=np.float32)
+            if "scores" in self._outputs:  # k-means: the distance of each row to every centre
+                outputs["scores"] = np.asarray(self._estimator.transform(x), dtype=np.float32)
         else:
             width = self._outputs["variable"].shape[1]
             outputs["variable"] = np.asarray(self._estimator.predict(x), dtype=np.float32).reshape(-1, width)

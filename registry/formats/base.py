@@ -185,51 +185,71 @@ class ConversionError(ModelFileError):
     """Raise when a converter cannot convert a model; the message names the cause (an op, a layer), not a trace."""
 
 
-def signature_differences(reference: Signature, candidate: Signature) -> list[dict[str, Any]]:
-    """List how `candidate` breaks the contract of `reference` (empty when every client request still works).
+def signature_differences(
+    reference: Signature, candidate: Signature, *, sides: tuple[str, str] = ("expected", "found")
+) -> list[dict[str, Any]]:
+    """List how `candidate` breaks the contract of `reference`: inputs first, then outputs; [] when compatible.
 
-    Compatible means: the same input and output names and datatypes; input shapes equal or more permissive (a fixed
-    dimension may become dynamic); output shapes equal. Each difference is {"tensor": "input" | "output", "name",
-    "problem": "missing" | "added" | "datatype" | "shape", "expected", "found"}.
+    Callers build requests from the inputs and read answers by the output names, datatypes and shapes (Triton and
+    KServe clients, TF Serving's `predictions`, MLflow's columns). Compatible means: the same input and output names
+    and datatypes; each input's shape of the same rank, each dimension equal or, where the reference's is fixed,
+    dynamic (-1: it accepts every request the reference accepts); each output's shape equal.
+
+    Each difference is {"tensor": "input" | "output", "name", "problem": "missing" | "added" | "datatype" | "shape",
+    <reference side>, <candidate side>}, the sides named by `sides` (("primary", "version") for releases). For a
+    datatype problem the sides are datatypes, for a shape problem shapes; for missing and added the side that has the
+    tensor is its {"datatype", "shape"} and the other is None. Tensors are matched by name, never by position.
     """
-    differences: list[dict[str, Any]] = []
-    for role, old, new in (
-        ("input", reference.inputs, candidate.inputs),
-        ("output", reference.outputs, candidate.outputs),
-    ):
-        new_by_name = {spec.name: spec for spec in new}
-        old_names = {spec.name for spec in old}
-        for spec in old:
-            found = new_by_name.get(spec.name)
-            if found is None:
-                differences.append(_difference(role, spec.name, "missing", spec.datatype, None))
-                continue
-            if found.datatype != spec.datatype:
-                differences.append(_difference(role, spec.name, "datatype", spec.datatype, found.datatype))
-            if not _shape_compatible(spec.shape, found.shape, widening=role == "input"):
-                differences.append(_difference(role, spec.name, "shape", spec.shape, found.shape))
-        for spec in new:
-            if spec.name not in old_names:
-                differences.append(_difference(role, spec.name, "added", None, spec.datatype))
-    return differences
+    return [
+        *_compare("input", reference.inputs, candidate.inputs, sides),
+        *_compare("output", reference.outputs, candidate.outputs, sides),
+    ]
 
 
-def describe_differences(differences: list[dict[str, Any]]) -> str:
-    """Say each signature difference in words, for messages: "output 'probs' is FP16 instead of FP32; ..."."""
-    words = []
-    for d in differences:
-        tensor = f"{d['tensor']} '{d['name']}'"
-        if d["problem"] == "missing":
-            words.append(f"{tensor} is gone")
-        elif d["problem"] == "added":
-            words.append(f"{tensor} ({d['found']}) is new")
-        else:
-            words.append(f"{tensor} is {_show(d['found'])} instead of {_show(d['expected'])}")
-    return "; ".join(words)
+def _compare(
+    role: str, reference: list[TensorSpec], candidate: list[TensorSpec], sides: tuple[str, str]
+) -> list[dict[str, Any]]:
+    old_side, new_side = sides
+    found: list[dict[str, Any]] = []
+    by_name = {spec.name: spec for spec in candidate}
+    for spec in reference:
+        other = by_name.get(spec.name)
+        if other is None:
+            found.append(
+                {"tensor": role, "name": spec.name, "problem": "missing", old_side: _spec(spec), new_side: None}
+            )
+            continue
+        if other.datatype != spec.datatype:
+            found.append(
+                {
+                    "tensor": role,
+                    "name": spec.name,
+                    "problem": "datatype",
+                    old_side: spec.datatype,
+                    new_side: other.datatype,
+                }
+            )
+        if not _shape_compatible(spec.shape, other.shape, widening=role == "input"):
+            found.append(
+                {
+                    "tensor": role,
+                    "name": spec.name,
+                    "problem": "shape",
+                    old_side: list(spec.shape),
+                    new_side: list(other.shape),
+                }
+            )
+    names = {spec.name for spec in reference}
+    found.extend(
+        {"tensor": role, "name": other.name, "problem": "added", old_side: None, new_side: _spec(other)}
+        for other in candidate
+        if other.name not in names
+    )
+    return found
 
 
-def _difference(role: str, name: str, problem: str, expected: Any, found: Any) -> dict[str, Any]:
-    return {"tensor": role, "name": name, "problem": problem, "expected": expected, "found": found}
+def _spec(spec: TensorSpec) -> dict[str, Any]:
+    return {"datatype": spec.datatype, "shape": list(spec.shape)}
 
 
 def _shape_compatible(old: list[int], new: list[int], *, widening: bool) -> bool:
@@ -239,8 +259,30 @@ def _shape_compatible(old: list[int], new: list[int], *, widening: bool) -> bool
     return all(o == n or (widening and n == -1) for o, n in zip(old, new, strict=True))
 
 
-def _show(value: Any) -> str:
-    return "[" + ", ".join(str(d) for d in value) + "]" if isinstance(value, list) else str(value)
+def tensor_text(value: Any) -> str:
+    """One side of a difference in words: "FP32", "[-1, 4]", "FP32 [-1, 4]" or "—" (-1 is a dynamic dimension)."""
+    if value is None:
+        return "—"
+    if isinstance(value, dict):
+        return f"{value['datatype']} {tensor_text(value['shape'])}"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
+
+
+def describe_differences(differences: list[dict[str, Any]], sides: tuple[str, str] = ("expected", "found")) -> str:
+    """Say each signature difference in words, for messages: "output 'probs' is FP16 instead of FP32; ..."."""
+    old_side, new_side = sides
+    words = []
+    for d in differences:
+        tensor = f"{d['tensor']} '{d['name']}'"
+        if d["problem"] == "missing":
+            words.append(f"{tensor} ({tensor_text(d[old_side])}) is missing")
+        elif d["problem"] == "added":
+            words.append(f"{tensor} ({tensor_text(d[new_side])}) is added")
+        else:
+            words.append(f"{tensor} is {tensor_text(d[new_side])} instead of {tensor_text(d[old_side])}")
+    return "; ".join(words)
 
 
 # "ValueError: ...", "tensorflow.python.framework.errors_impl.InvalidArgumentError: ...": where a root cause starts.

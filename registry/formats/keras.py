@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -139,6 +140,16 @@ def _load(path: Path, container: str) -> Any:
         except Exception as exc:
             # Keras raises bare ValueError/TypeError/KeyError (and h5py OSError) for every kind of bad file.
             reason = error_summary(exc)
+            missing_class = re.search(r"Could not locate (?:class|function) '([^']+)'", str(exc))
+            if missing_class:
+                raise ModelFileError(
+                    "keras_custom_code",
+                    f"The Keras file needs '{missing_class.group(1)}', which is your own code (a subclassed "
+                    "keras.Model, a custom layer or function), and a model file does not carry code ModelDeck could "
+                    "load. Export the model with model.export('exported') (a TensorFlow SavedModel, which holds the "
+                    "traced computation) and upload the folder zipped, or build it from built-in layers.",
+                    {"class": missing_class.group(1)},
+                ) from exc
             if "safe_mode" in str(exc) or "unsafe" in str(exc).lower():
                 raise ModelFileError(
                     "unsafe_keras_model",

@@ -157,8 +157,8 @@ def _refuse_external_data(model: ModelProto) -> None:
                 "onnx_external_data",
                 f"The ONNX tensor '{tensor.name}' keeps its data in an external file '{location}'. "
                 "A single-file upload cannot carry external data, and ModelDeck never reads locations outside "
-                "the model file: save the model with all tensors inside it (onnx.save(model, path) with "
-                "save_as_external_data=False).",
+                "the model file: save the model with all tensors inside it (onnx.save(model, path, "
+                "save_as_external_data=False); from torch, torch.onnx.export(..., external_data=False)).",
                 {"tensor": tensor.name, "location": location},
             )
 

@@ -133,6 +133,13 @@ def estimator_inspection(estimator: Any) -> Inspection:
         if hasattr(estimator, "predict_proba"):
             outputs.append(TensorSpec(name="probabilities", datatype="FP32", shape=[-1, len(classes)]))
         metadata["classes"] = [str(c) for c in classes.tolist()]
+    elif _is_clusterer(estimator):
+        # skl2onnx's k-means graph: the cluster of each row and its distance to every centre (`transform`).
+        clusters = int(final_step(estimator).n_clusters)
+        outputs = [
+            TensorSpec(name="label", datatype="INT64", shape=[-1]),
+            TensorSpec(name="scores", datatype="FP32", shape=[-1, clusters]),
+        ]
     elif hasattr(estimator, "predict"):
         outputs = [TensorSpec(name="variable", datatype="FP32", shape=[-1, _n_outputs(estimator)])]
     else:
@@ -147,6 +154,19 @@ def estimator_inspection(estimator: Any) -> Inspection:
         framework_version=sklearn.__version__,
         metadata=metadata,
     )
+
+
+def final_step(estimator: Any) -> Any:
+    """The estimator that makes a pipeline's outputs (its last step, recursively), or the estimator itself."""
+    steps = getattr(estimator, "steps", None)
+    return final_step(steps[-1][1]) if steps else estimator
+
+
+def _is_clusterer(estimator: Any) -> bool:
+    from sklearn.base import is_clusterer
+
+    final = final_step(estimator)
+    return is_clusterer(final) and hasattr(final, "cluster_centers_") and hasattr(final, "transform")
 
 
 def _label_datatype(classes: Any) -> str:

@@ -46,20 +46,24 @@ class TFLiteFormat:
                 runner = interpreter.get_signature_runner(key)
                 input_details: dict[str, dict[str, Any]] = runner.get_input_details()
                 output_details: dict[str, dict[str, Any]] = runner.get_output_details()
-                inputs = [_tensor_spec(name, d, "input") for name, d in input_details.items()]
-                outputs = [_tensor_spec(name, d, "output") for name, d in output_details.items()]
             else:
-                inputs = [_tensor_spec(_plain_name(d["name"]), d, "input") for d in interpreter.get_input_details()]
-                outputs = [_tensor_spec(_plain_name(d["name"]), d, "output") for d in interpreter.get_output_details()]
+                input_details = {_plain_name(d["name"]): d for d in interpreter.get_input_details()}
+                output_details = {_plain_name(d["name"]): d for d in interpreter.get_output_details()}
+            inputs = [_tensor_spec(name, d, "input") for name, d in input_details.items()]
+            outputs = [_tensor_spec(name, d, "output") for name, d in output_details.items()]
         except Exception as exc:
             # LiteRT's bindings report a corrupt model as ValueError, RuntimeError, TypeError or KeyError, by chance.
             raise ModelFileError(
                 "invalid_tflite", f"The file is not a loadable TensorFlow Lite model: {error_summary(exc)}."
             ) from exc
+        metadata: dict[str, Any] = {"signature_key": key}
+        quantization = _quantization({**input_details, **output_details})
+        if quantization:
+            metadata["quantization"] = quantization
         return Inspection(
             signature=Signature(inputs=inputs, outputs=outputs),
             framework="tflite",
-            metadata={"signature_key": key},
+            metadata=metadata,
         )
 
 
@@ -77,6 +81,17 @@ def _check_header(path: Path) -> None:
             f"The TensorFlow Lite file is truncated or corrupt: its root table is at byte {root_offset} "
             f"of a {size}-byte file.",
         )
+
+
+def _quantization(details: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | int]]:
+    """Scale and zero point of each integer-quantized input and output: clients send round(x / scale + zero_point)
+    and read (y - zero_point) * scale (a full-integer model's own tensors carry them; float tensors have none)."""
+    found = {}
+    for name, detail in details.items():
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        if scale:
+            found[name] = {"scale": float(scale), "zero_point": int(zero_point)}
+    return found
 
 
 def _tensor_spec(name: str, details: dict[str, Any], role: str) -> TensorSpec:

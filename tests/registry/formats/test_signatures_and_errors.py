@@ -38,14 +38,40 @@ def test_every_difference_is_listed_with_its_kind() -> None:
     differences = signature_differences(PRIMARY, tflite)
     assert differences == [
         {"tensor": "input", "name": "x", "problem": "shape", "expected": [-1, 4], "found": [-1, 4, 1]},
-        {"tensor": "output", "name": "label", "problem": "missing", "expected": "INT64", "found": None},
-        {"tensor": "output", "name": "probabilities", "problem": "missing", "expected": "FP32", "found": None},
-        {"tensor": "output", "name": "output_0", "problem": "added", "expected": None, "found": "FP16"},
+        {
+            "tensor": "output",
+            "name": "label",
+            "problem": "missing",
+            "expected": {"datatype": "INT64", "shape": [-1]},
+            "found": None,
+        },
+        {
+            "tensor": "output",
+            "name": "probabilities",
+            "problem": "missing",
+            "expected": {"datatype": "FP32", "shape": [-1, 3]},
+            "found": None,
+        },
+        {
+            "tensor": "output",
+            "name": "output_0",
+            "problem": "added",
+            "expected": None,
+            "found": {"datatype": "FP16", "shape": [-1, 3]},
+        },
     ]
     assert describe_differences(differences) == (
-        "input 'x' is [-1, 4, 1] instead of [-1, 4]; output 'label' is gone; output 'probabilities' is gone; "
-        "output 'output_0' (FP16) is new"
+        "input 'x' is [-1, 4, 1] instead of [-1, 4]; output 'label' (INT64 [-1]) is missing; "
+        "output 'probabilities' (FP32 [-1, 3]) is missing; output 'output_0' (FP16 [-1, 3]) is added"
     )
+    # Releases name the two sides after the primary and the version being released.
+    assert signature_differences(PRIMARY, tflite, sides=("primary", "version"))[0] == {
+        "tensor": "input",
+        "name": "x",
+        "problem": "shape",
+        "primary": [-1, 4],
+        "version": [-1, 4, 1],
+    }
     float16 = _sig([("x", "FP32", [-1, 4])], [("label", "INT64", [-1]), ("probabilities", "FP16", [-1, 3])])
     assert describe_differences(signature_differences(PRIMARY, float16)) == (
         "output 'probabilities' is FP16 instead of FP32"
