@@ -29,7 +29,22 @@ lint:
 typecheck:
 	$(VENV)/mypy .
 
-pytest:
+# The torch models of the zoo (tests/zoo/torch_export.py) are exported in a venv of their own: torch is no dependency
+# of the project. "+cpu" takes only a CPU wheel (pip finds one in this machine's wheel folder) and fails rather than
+# fetch a multi-GB CUDA build.
+TORCH_ZOO := torch==2.13.0+cpu onnxscript==0.7.2 onnx-ir==1.1.0 onnx==1.23.2 numpy==2.4.6 ml_dtypes==0.6.0 protobuf==7.36.2
+# The stamp holds the pins it was made with: reinstall when they change.
+ifneq ($(shell cat .venv-torch/.done 2>/dev/null),$(TORCH_ZOO))
+.PHONY: .venv-torch/.done
+endif
+
+.venv-torch/.done:
+	rm -rf .venv-torch
+	$(PYTHON) -m venv .venv-torch
+	.venv-torch/bin/pip install --quiet $(TORCH_ZOO)
+	echo "$(TORCH_ZOO)" > $@
+
+pytest: .venv-torch/.done
 	$(VENV)/pytest
 
 bench: install
@@ -40,4 +55,4 @@ bench: install
 	$(VENV)/python bench/monitoring.py
 
 clean:
-	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .venv-torch .tools .mypy_cache .ruff_cache .pytest_cache
