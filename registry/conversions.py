@@ -353,17 +353,78 @@ def _quantize_onnx(path: Path, quantization: str, dest: Path, work_dir: Path) ->
             quantize_dynamic(str(quantize_from), str(dest), weight_type=QuantType.QInt8)
         converted = onnx.load(str(dest), load_external_data=False)
     else:
-        from onnxconverter_common import float16
+        # onnxruntime's own copy of the float16 converter (onnxruntime.transformers): onnxconverter-common's left
+        # models onnxruntime refuses to load (FP16 results of ops it keeps in FP32, Loop bodies, TfIdfVectorizer).
+        from onnxruntime.transformers import float16
 
-        with _converter_errors("onnxconverter-common float16"):
+        model = onnx.load(str(normalized), load_external_data=False)
+        loops = sorted({node.op_type for node in model.graph.node if node.op_type in ("Loop", "Scan")})
+        if loops:
+            raise ConversionError(
+                "conversion_failed",
+                f"The float16 converter cannot convert a graph with {' or '.join(loops)} bodies (a recurrent layer "
+                "exported as a loop, such as a Keras GRU): it casts values across the loop's boundary and makes a "
+                "graph onnxruntime refuses. Serve the float32 version, or quantize it to int8.",
+                {"tool": "onnxruntime float16", "ops": loops},
+            )
+        # Exporters annotate intermediate tensors (tf2onnx, torch); the converter rewrites the ops but not always
+        # those annotations, and onnxruntime then refuses the model for a type that no longer matches. The types of
+        # intermediate tensors are inferred anyway.
+        del model.graph.value_info[:]
+        with _converter_errors("onnxruntime float16"):
             # keep_io_types leaves inputs and outputs FP32, so clients send and receive what they did before; it
             # misses outputs made after a block of ops it keeps in FP32 (ai.onnx.ml), so the edges are checked below.
             converted = float16.convert_float_to_float16(
-                onnx.load(str(normalized), load_external_data=False), keep_io_types=True
+                model, keep_io_types=True, op_block_list=_float16_block_list(model, float16.DEFAULT_OP_BLOCK_LIST)
             )
     rewrites = _cast_edges_back(converted, expected)
+    # The converter appends the casts it adds at the end of the node list; ONNX wants producers before consumers.
+    _sort_topologically(converted.graph)
     dest.write_bytes(converted.SerializeToString())
     return rewrites
+
+
+def _float16_block_list(model: ModelProto, default: list[str]) -> list[str]:
+    """Ops to keep in FP32: the converter's own list, every ai.onnx.ml op, and ops whose outputs are FP32 only.
+
+    The converter gives an Identity after a kept op (skl2onnx's classifiers end so) an FP16 output with no cast, and
+    TfIdfVectorizer only makes FP32; onnxruntime refuses both models. An FP32 Identity costs nothing.
+    """
+    ml_ops = {node.op_type for node in _nodes(model.graph) if node.domain == "ai.onnx.ml"}
+    return sorted({*default, *ml_ops, "Identity", "TfIdfVectorizer"})
+
+
+def _sort_topologically(graph: GraphProto) -> None:
+    """Order the graph's nodes so each comes after the nodes whose outputs it reads, keeping the order otherwise.
+
+    A node's needs include the outer values its subgraphs (Loop, If, Scan bodies) read.
+    """
+    available = {value.name for value in graph.input} | {init.name for init in graph.initializer} | {""}
+    pending = list(graph.node)
+    needs = [_node_needs(node) for node in pending]
+    ordered = []
+    while pending:
+        ready = [i for i, node in enumerate(pending) if needs[i] <= available]
+        if not ready:
+            return  # a cycle or a value from nowhere: leave the graph as it is, the checker will say what is wrong
+        for i in ready:
+            ordered.append(pending[i])
+            available.update(pending[i].output)
+        pending = [node for i, node in enumerate(pending) if i not in set(ready)]
+        needs = [_node_needs(node) for node in pending]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def _node_needs(node: Any) -> set[str]:
+    needs = set(node.input)
+    for attribute in node.attribute:
+        for subgraph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+            inner = {value.name for value in subgraph.input} | {init.name for init in subgraph.initializer}
+            for inner_node in subgraph.node:
+                needs |= _node_needs(inner_node) - inner
+                inner |= set(inner_node.output)
+    return needs
 
 
 def _opsets_deduplicated(model: ModelProto) -> ModelProto:
@@ -485,12 +546,28 @@ def _check_result(dest: Path, recipe: Recipe, signature: Signature) -> Inspectio
             f"The converted {describe_recipe(recipe)} model does not load: {exc.message}",
             {"reason": exc.code},
         ) from exc
+    if recipe.target == "onnx":
+        _check_loads_in_onnxruntime(dest, recipe)
     _check_names("input", [s.name for s in signature.inputs], [s.name for s in inspection.signature.inputs])
     # The TFLite converter names outputs itself (output_0, ... or the SavedModel's keys); parity matches by position
     # when those differ. The ONNX outputs are named here, so a difference there is a bug worth stopping on.
     if recipe.target == "onnx":
         _check_names("output", [s.name for s in signature.outputs], [s.name for s in inspection.signature.outputs])
     return inspection
+
+
+def _check_loads_in_onnxruntime(dest: Path, recipe: Recipe) -> None:
+    """Refuse a converted ONNX file that onnxruntime, which serves it, cannot load (the checker alone passes some)."""
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(str(dest), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ConversionError(
+            "conversion_failed",
+            f"The converted {describe_recipe(recipe)} model does not load in onnxruntime: {error_summary(exc)}.",
+            {"reason": "onnxruntime_load"},
+        ) from exc
 
 
 def _check_names(role: str, source: list[str], converted: list[str]) -> None:

@@ -51,6 +51,8 @@ class ZooModel:
     refused: str = ""  # a refusal: the upload or its inspection fails with a message containing this
     # Automatic conversions that must fail, by target, with a message containing the text given (a converter limit).
     failed_conversions: tuple[tuple[str, str], ...] = ()
+    # Quantizations of its served ONNX version that must fail, with a message containing the text given.
+    failed_quantizations: tuple[tuple[str, str], ...] = ()
     notes: str = ""  # what a client must know (quantized inputs, strings), for the README table
     protocols: tuple[str, ...] = ("v2-json", "v2-binary", "tfserving", "mlflow")
     tags: tuple[str, ...] = field(default=())

@@ -260,6 +260,7 @@ MODELS = [
         gru,
         served=("onnx",),
         failed_conversions=(("tflite", "unroll=True"),),
+        failed_quantizations=(("float16", "Loop bodies"),),
     ),
     ZooModel(
         "keras-embedding",

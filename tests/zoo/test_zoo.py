@@ -54,12 +54,16 @@ def developer(make_member: Any, team_a: Any) -> Member:
     return member
 
 
-def _upload(member: Member, model: ZooModel, data: Built) -> dict[str, Any]:
+def _upload(member: Member, model: ZooModel, data: Built, sample: dict[str, Any] | None = None) -> dict[str, Any]:
     client = member.token_client()
     assert client.post("/api/v1/models", {"team": "alpha", "name": "zoo"}, format="json").status_code == 201
     file = io.BytesIO(data.path.read_bytes())
     file.name = model.filename
-    response = client.post("/api/v1/models/alpha/zoo/versions", {"file": file}, format="multipart")
+    fields: dict[str, Any] = {"file": file}
+    if sample is not None:
+        fields["sample"] = io.BytesIO(json.dumps(sample).encode())
+        fields["sample"].name = "sample.json"
+    response = client.post("/api/v1/models/alpha/zoo/versions", fields, format="multipart")
     return {**response.json(), "http_status": response.status_code}
 
 
@@ -289,3 +293,61 @@ def _strings(value: Any) -> bool:
 
 
 PROTOCOLS = {"v2-json": v2_json, "v2-binary": v2_binary, "tfserving": tfserving, "mlflow": mlflow}
+
+
+QUANTIZABLE = [m for m in ZOO if "onnx" in m.served and not m.refused]
+
+
+@pytest.mark.parametrize("model", QUANTIZABLE, ids=[m.name for m in QUANTIZABLE])
+def test_quantized_versions_keep_the_zoo_models_contract(model: ZooModel, developer: Member, queued: list[int]) -> None:
+    """float16 and int8 versions of every served ONNX version answer with its names, datatypes and shapes."""
+    data = built(model)
+    # Parity makes up numbers, never strings: a model with a string input is uploaded with a sample.
+    sample = {name: array.tolist() for name, array in data.inputs.items()} if _takes_strings(data) else None
+    assert _upload(developer, model, data, sample)["http_status"] == 201
+    upload = ModelVersion.objects.get(number=1)
+    if upload.status == VersionStatus.PROCESSING:
+        model_version_inspect_task(upload.pk)
+    _run_jobs(queued)
+    source = ModelVersion.objects.filter(format="onnx").exclude(metadata__has_key="serving_rewrite").get()
+    client = developer.token_client()
+    for quantization in ("float16", "int8"):
+        response = client.post(
+            f"/api/v1/models/alpha/zoo/versions/{source.number}/conversions",
+            {"target": "onnx", "quantization": quantization},
+            format="json",
+        )
+        assert response.status_code == 202, response.json()
+    _run_jobs(queued)
+    refused = dict(model.failed_quantizations)
+    for quantization in ("float16", "int8"):
+        job = Job.objects.get(kind=JobKind.CONVERT, params={"target": "onnx", "quantization": quantization})
+        if quantization in refused:
+            assert job.status == JobStatus.FAILED
+            assert refused[quantization] in job.error, job.error
+            continue
+        assert job.status == JobStatus.SUCCEEDED, job.error
+        child = ModelVersion.objects.get(parent=source, recipe_key=f"onnx:{quantization}")
+        assert child.signature == source.signature, child.parity["signature"]["summary"]
+        assert child.parity["signature"]["kept"] is True
+        assert child.parity["passed"] is True, child.parity["reason"]
+        _report_quantized(model, child)
+
+
+def _takes_strings(data: Built) -> bool:
+    return any(np.asarray(array).dtype == object for array in data.inputs.values())
+
+
+def _report_quantized(model: ZooModel, version: ModelVersion) -> None:
+    target = os.environ.get("MODELDECK_ZOO_REPORT")
+    if not target:
+        return
+    row = {
+        "model": model.name,
+        "quantized": version.recipe_key,
+        "passed": version.parity["passed"],
+        "reason": version.parity["reason"],
+        "rewrites": version.metadata.get("rewrites", []),
+    }
+    with open(target, "a") as out:
+        out.write(json.dumps(row) + "\n")

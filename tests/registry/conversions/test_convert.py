@@ -242,7 +242,7 @@ def test_a_converter_exception_becomes_a_short_conversion_failed(
 def test_a_converted_model_with_other_input_names_is_refused(
     tmp_path: Path, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from onnxconverter_common import float16
+    from onnxruntime.transformers import float16
 
     real = float16.convert_float_to_float16
 

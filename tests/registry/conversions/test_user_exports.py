@@ -119,24 +119,56 @@ def test_quantizing_a_skl2onnx_export_keeps_its_contract_and_the_working_directo
     assert report["passed"] is True, report["reason"]
 
 
-def test_float16_casts_an_output_the_converter_narrowed_back_to_fp32(tmp_path: Path) -> None:
-    """onnxconverter-common keeps ai.onnx.ml ops in FP32 and then casts their output to FP16 despite keep_io_types."""
+def test_float16_of_a_skl2onnx_classifier_still_answers_fp32(tmp_path: Path) -> None:
+    """onnxconverter-common served this model's probabilities as FP16; the ai.onnx.ml ops now stay FP32 whole."""
     from skl2onnx import to_onnx
     from sklearn.linear_model import LogisticRegression
 
     x, y = _iris()
     path = tmp_path / "logreg.onnx"
-    path.write_bytes(
-        to_onnx(LogisticRegression(max_iter=500).fit(x, y), x[:1], options={"zipmap": False}).SerializeToString()
-    )
+    model = to_onnx(LogisticRegression(max_iter=500).fit(x, y), x[:1], options={"zipmap": False})
+    path.write_bytes(model.SerializeToString())
     signature = FORMATS["onnx"].inspect(path).signature
     conversion = convert("onnx", path, Recipe("onnx", "float16"), tmp_path / "out", signature)
-    assert conversion.rewrites == ["output 'probabilities' cast back from FLOAT16 to FLOAT"]
     assert conversion.inspection.signature == signature
-    probabilities = ort.InferenceSession(str(conversion.path), providers=["CPUExecutionProvider"]).run(None, {"X": x})[
-        1
-    ]
+    session = ort.InferenceSession(str(conversion.path), providers=["CPUExecutionProvider"])
+    labels, probabilities = session.run(None, {"X": x})
     assert probabilities.dtype == np.float32
+    assert labels.dtype == np.int64
+
+
+def test_an_edge_a_converter_narrowed_is_cast_back_to_the_sources_datatype() -> None:
+    from onnx import TensorProto, helper
+
+    from registry.conversions import _cast_edges_back
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["x"], ["x16"], to=TensorProto.FLOAT16),
+            helper.make_node("Relu", ["x16"], ["hidden"]),
+            helper.make_node("Cast", ["hidden"], ["y"], to=TensorProto.FLOAT16),
+            helper.make_node("Relu", ["x16"], ["z"]),
+        ],
+        "narrowed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [None, 4])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT16, [None, 4]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT16, [None, 4]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    expected = {"x": TensorProto.FLOAT, "y": TensorProto.FLOAT, "z": TensorProto.FLOAT}
+    assert _cast_edges_back(model, expected) == [
+        "output 'y' cast back from FLOAT16 to FLOAT",
+        "output 'z' cast back from FLOAT16 to FLOAT",
+        "input 'x' accepted as FLOAT again and cast to FLOAT16 inside",
+    ]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.array([[-1.0, 0.5, 2.0, -3.0]], dtype=np.float32)
+    y, z = session.run(None, {"x": x})
+    assert y.dtype == z.dtype == np.float32
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
 
 
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
