@@ -158,7 +158,7 @@ def test_an_edge_a_converter_narrowed_is_cast_back_to_the_sources_datatype() -> 
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    expected = {"x": TensorProto.FLOAT, "y": TensorProto.FLOAT, "z": TensorProto.FLOAT}
+    expected: dict[str, int] = {"x": TensorProto.FLOAT, "y": TensorProto.FLOAT, "z": TensorProto.FLOAT}
     assert _cast_edges_back(model, expected) == [
         "output 'y' cast back from FLOAT16 to FLOAT",
         "output 'z' cast back from FLOAT16 to FLOAT",
