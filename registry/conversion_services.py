@@ -97,7 +97,9 @@ def conversion_job_run(job: Job) -> JobOutcome:
                 inputs, input_source = sample_inputs(sample, signature), "sample"
         else:
             # 64 rows: enough that one flipped top-1 row among near-ties does not fail an int8 report on its own.
-            inputs, input_source = synthesize_inputs(signature, seed=0, rows=PARITY_ROWS), "synthetic"
+            categories = parent.metadata.get("categories")
+            inputs = synthesize_inputs(signature, seed=0, rows=PARITY_ROWS, categories=categories)
+            input_source = "synthetic"
         report = parity_report(
             parent=load_runner(parent.format, source),
             child=load_runner(recipe.target, conversion.path),

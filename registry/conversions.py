@@ -274,17 +274,22 @@ def _sklearn_to_onnx(source_format: str, path: Path, dest: Path) -> None:
         estimator = sklearn_format.load_estimator(path)
     # Describing it first refuses what the platform cannot serve (unfitted, multi-output) with the usual message.
     inspection = sklearn_format.estimator_inspection(estimator)
-    n_features = inspection.signature.inputs[0].shape[1]
     from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
     from sklearn.base import is_classifier
+
+    tensor_types = {"FP32": FloatTensorType, "INT64": Int64TensorType, "BYTES": StringTensorType}
+    # One FP32 [N, features] input, or one [N, 1] input per column of a DataFrame-fitted model.
+    initial_types = [
+        (spec.name, tensor_types[spec.datatype]([None, *spec.shape[1:]])) for spec in inspection.signature.inputs
+    ]
 
     # Without zipmap the probabilities come back as one FP32 tensor instead of a sequence of maps.
     options = {id(sklearn_format.final_step(estimator)): {"zipmap": False}} if is_classifier(estimator) else None
     with _converter_errors("skl2onnx"), _skl2onnx_tree_leaves_as_ints():
         model_proto = convert_sklearn(
             estimator,
-            initial_types=[("input", FloatTensorType([None, n_features]))],
+            initial_types=initial_types,
             options=options,
             target_opset=OPSET,
         )
@@ -374,8 +379,12 @@ def _quantize_onnx(path: Path, quantization: str, dest: Path, work_dir: Path) ->
         with _converter_errors("onnxruntime float16"):
             # keep_io_types leaves inputs and outputs FP32, so clients send and receive what they did before; it
             # misses outputs made after a block of ops it keeps in FP32 (ai.onnx.ml), so the edges are checked below.
+            blocked_ops = _float16_block_list(model, float16.DEFAULT_OP_BLOCK_LIST)
             converted = float16.convert_float_to_float16(
-                model, keep_io_types=True, op_block_list=_float16_block_list(model, float16.DEFAULT_OP_BLOCK_LIST)
+                model,
+                keep_io_types=True,
+                op_block_list=blocked_ops,
+                node_block_list=_nodes_after(model.graph, set(blocked_ops)),
             )
     rewrites = _cast_edges_back(converted, expected)
     # The converter appends the casts it adds at the end of the node list; ONNX wants producers before consumers.
@@ -385,13 +394,35 @@ def _quantize_onnx(path: Path, quantization: str, dest: Path, work_dir: Path) ->
 
 
 def _float16_block_list(model: ModelProto, default: list[str]) -> list[str]:
-    """Ops to keep in FP32: the converter's own list, every ai.onnx.ml op, and ops whose outputs are FP32 only.
-
-    The converter gives an Identity after a kept op (skl2onnx's classifiers end so) an FP16 output with no cast, and
-    TfIdfVectorizer only makes FP32; onnxruntime refuses both models. An FP32 Identity costs nothing.
-    """
+    """Ops to keep in FP32: the converter's own list, every ai.onnx.ml op, and TfIdfVectorizer (FP32 only)."""
     ml_ops = {node.op_type for node in _nodes(model.graph) if node.domain == "ai.onnx.ml"}
-    return sorted({*default, *ml_ops, "Identity", "TfIdfVectorizer"})
+    return sorted({*default, *ml_ops, "TfIdfVectorizer"})
+
+
+def _nodes_after(graph: GraphProto, blocked_ops: set[str]) -> list[str]:
+    """Name every node that reads, directly or not, what a kept-FP32 op makes: those stay FP32 too.
+
+    The converter casts the inputs of a kept op to FP32 but not its outputs back to FP16, so the node after it (the
+    Identity that ends skl2onnx's classifiers, the Concat of a ColumnTransformer) would mix FP32 and FP16, which
+    onnxruntime refuses. Unnamed nodes are named first: the converter keeps nodes by name.
+    """
+    for index, node in enumerate(graph.node):
+        if not node.name:
+            node.name = f"modeldeck_node_{index}"
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    kept = [node for node in graph.node if node.op_type in blocked_ops]
+    after: set[str] = set()
+    while kept:
+        node = kept.pop()
+        for output in node.output:
+            for reader in readers.get(output, []):
+                if reader.name not in after:
+                    after.add(reader.name)
+                    kept.append(reader)
+    return sorted(after)
 
 
 def _sort_topologically(graph: GraphProto) -> None:

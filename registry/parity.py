@@ -108,7 +108,8 @@ class OnnxRunner:
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the session on the named inputs; ZipMap outputs come back as the [N, classes] tensor served."""
-        values = self._session.run(self._output_names, _pick(inputs, self._input_names))
+        feed = {name: onnx_format.text_tensor(value) for name, value in _pick(inputs, self._input_names).items()}
+        values = self._session.run(self._output_names, feed)
         outputs = {}
         for name, value in zip(self._output_names, values, strict=True):
             labels = self._zipmap_labels.get(name)
@@ -199,13 +200,22 @@ class SklearnRunner:
 
     def __init__(self, estimator: Any) -> None:
         self._estimator = estimator
-        signature = sklearn_format.estimator_inspection(estimator).signature
-        self._input_name = signature.inputs[0].name
-        self._outputs = {spec.name: spec for spec in signature.outputs}
+        inspection = sklearn_format.estimator_inspection(estimator)
+        self._input_names = [spec.name for spec in inspection.signature.inputs]
+        self._columns = inspection.metadata.get("columns")
+        self._outputs = {spec.name: spec for spec in inspection.signature.outputs}
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Predict labels and probabilities (classifiers) or values (regressors)."""
-        x = _pick(inputs, [self._input_name])[self._input_name]
+        picked = _pick(inputs, self._input_names)
+        x: Any
+        if self._columns is not None:
+            import pandas as pd
+
+            # Fitted on a DataFrame, it selects its columns by name: give it one, a [N, 1] input per column.
+            x = pd.DataFrame({name: _column(picked[name]) for name in self._columns})
+        else:
+            x = picked[self._input_names[0]]
         outputs: dict[str, np.ndarray] = {}
         if "label" in self._outputs:
             outputs["label"] = np.asarray(self._estimator.predict(x))
@@ -217,6 +227,14 @@ class SklearnRunner:
             width = self._outputs["variable"].shape[1]
             outputs["variable"] = np.asarray(self._estimator.predict(x), dtype=np.float32).reshape(-1, width)
         return outputs
+
+
+def _column(array: np.ndarray) -> np.ndarray:
+    values = np.asarray(array).reshape(-1)
+    if values.dtype == object:
+        # Strings reach the runner as bytes from a binary request or a sample file; scikit-learn fitted on str.
+        return np.array([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
+    return values
 
 
 def _pick(inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
@@ -234,11 +252,22 @@ def _plain_name(name: str) -> str:
     return name.removeprefix("serving_default_").removesuffix(":0")
 
 
-def synthesize_inputs(signature: Signature, *, seed: int = 0, rows: int = 16) -> dict[str, np.ndarray]:
-    """Make seeded random inputs that fit the signature: rows in the batch, normal floats, small integers."""
+def synthesize_inputs(
+    signature: Signature, *, seed: int = 0, rows: int = 16, categories: dict[str, list[Any]] | None = None
+) -> dict[str, np.ndarray]:
+    """Make seeded random inputs that fit the signature: rows in the batch, normal floats, small integers.
+
+    An input with known `categories` (the columns a scikit-learn encoder was fitted on) takes values among them.
+    """
     rng = np.random.default_rng(seed)
     inputs: dict[str, np.ndarray] = {}
     for spec in signature.inputs:
+        known = (categories or {}).get(spec.name)
+        if known:
+            shape = tuple(rows if dim < 0 else dim for dim in spec.shape)
+            picks = rng.integers(0, len(known), size=shape)
+            inputs[spec.name] = np.asarray(known, dtype=DATATYPE_TO_NUMPY[spec.datatype])[picks]
+            continue
         if spec.datatype == "BYTES":
             raise ConversionError(
                 "parity_unsupported_input",

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec, error_summary
 
 if TYPE_CHECKING:
@@ -221,6 +223,24 @@ def _tensor_spec(value_info: ValueInfoProto, role: str) -> TensorSpec:
         )
     shape = [dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else -1 for dim in tensor_type.shape.dim]
     return TensorSpec(name=value_info.name, datatype=datatype, shape=shape)
+
+
+def text_tensor(array: np.ndarray) -> np.ndarray:
+    """An object array of strings as onnxruntime reads them: str, with bytes decoded as UTF-8.
+
+    onnxruntime takes a bytes element of a string tensor as the text of its repr ("b'S'"), so a category or a word
+    sent as bytes (the binary tensor extension, gRPC, a sample file) would silently match nothing.
+    """
+    if array.dtype != object:
+        return array
+    flat = array.reshape(-1)
+    if not any(isinstance(value, bytes) for value in flat):
+        return array
+    try:
+        decoded = [value.decode("utf-8") if isinstance(value, bytes) else value for value in flat]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"a string element is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    return np.array(decoded, dtype=object).reshape(array.shape)
 
 
 def _varint(data: bytes, at: int) -> tuple[int | None, int]:

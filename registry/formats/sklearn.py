@@ -6,6 +6,8 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from registry.formats.archive import check_zip, is_zip, zip_names
 from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec, error_summary
 
@@ -100,14 +102,11 @@ def is_trusted_type(name: str) -> bool:
     # Functions are refused: skops calls a trusted name with arguments from the file (numpy.load, for one).
     if not isinstance(obj, type):
         return False
-    import numpy as np
-
     return not issubclass(obj, np.memmap)
 
 
 def estimator_inspection(estimator: Any) -> Inspection:
     """Describe a fitted scikit-learn estimator with the tensor names skl2onnx gives it (zipmap disabled)."""
-    import numpy as np
     import sklearn
 
     kind = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
@@ -118,8 +117,21 @@ def estimator_inspection(estimator: Any) -> Inspection:
             f"The {kind} object is not a fitted estimator (it has no n_features_in_); fit it before saving.",
             {"estimator": kind},
         )
-    inputs = [TensorSpec(name="input", datatype="FP32", shape=[-1, int(n_features)])]
     metadata: dict[str, Any] = {"estimator": kind}
+    columns = getattr(estimator, "feature_names_in_", None)
+    if columns is not None:
+        # Fitted on a pandas DataFrame: one [N, 1] input per column, as skl2onnx's ColumnTransformer tutorial
+        # converts it, typed by what the column holds (encoders know their categories: strings or integers).
+        categories = _column_categories(estimator)
+        names = [str(name) for name in columns]
+        inputs = [
+            TensorSpec(name=name, datatype=_category_datatype(categories.get(name)), shape=[-1, 1]) for name in names
+        ]
+        metadata["columns"] = names
+        if categories:
+            metadata["categories"] = {name: [_plain(v) for v in values] for name, values in categories.items()}
+    else:
+        inputs = [TensorSpec(name="input", datatype="FP32", shape=[-1, int(n_features)])]
     classes = getattr(estimator, "classes_", None)
     if classes is not None:
         if isinstance(classes, list):
@@ -154,6 +166,40 @@ def estimator_inspection(estimator: Any) -> Inspection:
         framework_version=sklearn.__version__,
         metadata=metadata,
     )
+
+
+def _column_categories(estimator: Any) -> dict[str, Any]:
+    """The categories of each DataFrame column an encoder (OneHotEncoder, OrdinalEncoder) of the model reads."""
+    found: dict[str, Any] = {}
+    for transformer in _column_transformers(estimator):
+        indices = getattr(transformer, "_transformer_to_input_indices", {})
+        names = [str(name) for name in getattr(transformer, "feature_names_in_", [])]
+        for name, step, _ in transformer.transformers_:
+            encoder = final_step(step) if hasattr(step, "steps") else step
+            categories = getattr(encoder, "categories_", None)
+            if categories is None:
+                continue
+            for column, values in zip((names[i] for i in indices.get(name, [])), categories, strict=False):
+                found[column] = values
+    return found
+
+
+def _column_transformers(estimator: Any) -> list[Any]:
+    steps = [step for _, step in getattr(estimator, "steps", [])] or [estimator]
+    return [step for step in steps if hasattr(step, "transformers_")]
+
+
+def _category_datatype(categories: Any) -> str:
+    if categories is None:
+        return "FP32"
+    kind = np.asarray(categories).dtype.kind
+    if kind in "OUS":
+        return "BYTES"
+    return "INT64" if kind in "iub" else "FP32"
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
 
 
 def final_step(estimator: Any) -> Any:

@@ -156,7 +156,11 @@ def _frame_inputs(
             values = [row[position] for row in rows]
             if cell is not None:
                 values = [cell(spec, value) for value in values]
-            inputs[name] = tensor_from_data(spec, values)
+            array = tensor_from_data(spec, values)
+            if array.ndim == 1 and len(spec.shape) == 2 and spec.shape[1] == 1:
+                # A column of scalars for a [N, 1] input (a DataFrame-fitted scikit-learn model takes one per column).
+                array = array.reshape(-1, 1)
+            inputs[name] = array
         return inputs
 
     width = len(columns) if columns is not None else _row_width(rows)

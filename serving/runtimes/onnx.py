@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from registry.formats.base import Signature
+from registry.formats.onnx import text_tensor
 
 
 def default_threads() -> int:
@@ -35,6 +36,7 @@ class OnnxRuntime:
         self._output_names = [o.name for o in self._session.get_outputs()]
         self.signature = signature
         self._input_names = {i.name for i in self._session.get_inputs()}
+        self._text_inputs = tuple(i.name for i in self._session.get_inputs() if i.type == "tensor(string)")
         # The C++ session's own run: InferenceSession.run's Python wrapper re-checks the feed (WebGPU graph capture,
         # input names, OrtValue ownership) on every call, 8 µs of a 24 µs iris call here. A feed with exactly the
         # model's inputs skips it (a wrong dtype or shape still fails in C++ as InvalidArgument); any other feed goes
@@ -43,6 +45,8 @@ class OnnxRuntime:
         self._native_run = native.run if native is not None else None
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._text_inputs:
+            inputs = {**inputs, **{name: text_tensor(inputs[name]) for name in self._text_inputs if name in inputs}}
         if self._native_run is not None and inputs.keys() == self._input_names:
             values = self._native_run(self._output_names, inputs, None)
         else:

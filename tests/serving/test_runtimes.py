@@ -109,3 +109,41 @@ def test_a_feed_the_onnx_model_cannot_take_is_refused_as_the_callers_fault(
     with pytest.raises(Exception, match=says) as caught:
         runtime.run(feed)
     assert type(caught.value).__name__ == error
+
+
+def _string_lookup_model(path: Path) -> Path:
+    """An ONNX LabelEncoder from city names to ids: it only finds a city given as text."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "LabelEncoder",
+                ["city"],
+                ["id"],
+                domain="ai.onnx.ml",
+                keys_strings=["Paris", "Zürich"],
+                values_int64s=[1, 2],
+                default_int64=-1,
+            )
+        ],
+        "lookup",
+        [helper.make_tensor_value_info("city", TensorProto.STRING, [None, 1])],
+        [helper.make_tensor_value_info("id", TensorProto.INT64, [None, 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 2)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_string_inputs_sent_as_bytes_reach_onnxruntime_as_text(tmp_path: Path) -> None:
+    """onnxruntime reads a bytes element as "b'Paris'": binary V2 requests carry BYTES as bytes, so they are decoded."""
+    path = _string_lookup_model(tmp_path / "lookup.onnx")
+    runtime = runtime_load("onnx", path, FORMATS["onnx"].inspect(path).signature)
+    as_bytes = np.array([[b"Paris"], ["Zürich".encode()], [b"Oslo"]], dtype=object)
+    as_text = np.array([["Paris"], ["Zürich"], ["Oslo"]], dtype=object)
+    for city in (as_bytes, as_text):
+        np.testing.assert_array_equal(runtime.run({"city": city})["id"], [[1], [2], [-1]])
+    with pytest.raises(ValueError, match="not UTF-8 text"):
+        runtime.run({"city": np.array([[b"\xff"]], dtype=object)})

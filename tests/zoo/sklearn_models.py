@@ -82,6 +82,51 @@ def kmeans(folder: Path) -> Built:
     )
 
 
+def dataframe_pipeline(folder: Path) -> Built:
+    """skl2onnx's ColumnTransformer tutorial shape: a DataFrame with numeric and string columns, fitted as is."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(0)
+    rows = 120
+    frame = pd.DataFrame(
+        {
+            "age": rng.normal(40, 12, rows).round(),
+            "fare": rng.gamma(2.0, 15.0, rows),
+            "embarked": rng.choice(["S", "C", "Q"], rows),
+            "pclass": rng.integers(1, 4, rows),
+        }
+    )
+    survived = ((frame["fare"] > 25) & (frame["pclass"] < 3)).astype(int)
+    prepare = ColumnTransformer(
+        [
+            ("numeric", StandardScaler(), ["age", "fare"]),
+            ("category", OneHotEncoder(handle_unknown="ignore"), ["embarked", "pclass"]),
+        ]
+    )
+    pipeline = Pipeline([("prepare", prepare), ("classifier", LogisticRegression())]).fit(frame, survived)
+    path = folder / "titanic.skops"
+    _dump(pipeline, path)
+    batch = frame.iloc[:ROWS]
+    inputs = {
+        "age": batch[["age"]].to_numpy(np.float32),
+        "fare": batch[["fare"]].to_numpy(np.float32),
+        "embarked": batch[["embarked"]].to_numpy(object),
+        "pclass": batch[["pclass"]].to_numpy(np.int64),
+    }
+    return Built(
+        path,
+        inputs,
+        {
+            "label": pipeline.predict(batch).astype(np.int64),
+            "probabilities": pipeline.predict_proba(batch).astype(np.float32),
+        },
+    )
+
+
 def _scaler_logreg() -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -210,6 +255,16 @@ MODELS = [
             atol=1e-3,
         )
         for name, recipe, make in REGRESSORS
+    ),
+    ZooModel(
+        "sklearn-dataframe-columntransformer",
+        "sklearn",
+        "Pipeline(ColumnTransformer(StandardScaler on age, fare; OneHotEncoder on embarked (str), pclass (int)), "
+        "LogisticRegression).fit(DataFrame); skops.io.dump",
+        "titanic.skops",
+        dataframe_pipeline,
+        notes="one [N, 1] input per column (FP32, BYTES, INT64); MLflow takes the rows as dataframe_split/records",
+        protocols=("v2-json", "v2-binary", "tfserving", "mlflow", "mlflow-dataframe"),
     ),
     ZooModel(
         "sklearn-kmeans",

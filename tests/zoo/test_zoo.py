@@ -279,6 +279,20 @@ def mlflow(url: str, endpoint: str, token: str, inputs: dict[str, np.ndarray], o
     }
 
 
+def mlflow_dataframe(
+    url: str, endpoint: str, token: str, inputs: dict[str, np.ndarray], outputs: list[str]
+) -> dict[str, Any]:
+    """A pandas DataFrame as `requests.post(json={"dataframe_split": df.to_dict(orient="split")})` sends it."""
+    columns = list(inputs)
+    cells = {name: _json_rows(np.asarray(array).reshape(len(array), -1)[:, 0]) for name, array in inputs.items()}
+    rows = [[cells[name][i] for name in columns] for i in range(len(cells[columns[0]]))]
+    body = {"dataframe_split": {"columns": columns, "data": rows}}
+    response = httpx.post(f"{url}/mlflow/{endpoint}/invocations", json=body, headers=_auth(token), timeout=30)
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    return {name: np.array(predictions[name]) for name in outputs}
+
+
 def _json_rows(array: np.ndarray) -> list[Any]:
     array = np.asarray(array)
     if array.dtype == object:
@@ -292,7 +306,13 @@ def _strings(value: Any) -> bool:
     return isinstance(value, str)
 
 
-PROTOCOLS = {"v2-json": v2_json, "v2-binary": v2_binary, "tfserving": tfserving, "mlflow": mlflow}
+PROTOCOLS = {
+    "v2-json": v2_json,
+    "v2-binary": v2_binary,
+    "tfserving": tfserving,
+    "mlflow": mlflow,
+    "mlflow-dataframe": mlflow_dataframe,
+}
 
 
 QUANTIZABLE = [m for m in ZOO if "onnx" in m.served and not m.refused]
