@@ -8,14 +8,19 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from common.errors import ApplicationError, PermissionDeniedError
-from registry.benchmark import SERVED_FORMATS
 from registry.benchmark_services import version_benchmark_request
 from registry.choices import ACTIVE_JOB_STATUSES, VersionStatus
 from registry.conversion_services import version_convert_request
 from registry.conversions import supported_recipes
 from registry.formats.base import ModelFileError, Recipe
 from registry.models import ModelVersion
-from registry.selectors import model_version_get, model_version_list, registered_model_get, registered_model_list
+from registry.selectors import (
+    model_version_get,
+    model_version_list,
+    registered_model_get,
+    registered_model_list,
+    version_not_servable_reason,
+)
 from registry.services import registered_model_create, version_signature
 from teams.choices import Action
 from teams.context_processors import CURRENT_TEAM_SESSION_KEY
@@ -74,6 +79,7 @@ def model_detail(request: HttpRequest, team: str, model: str) -> HttpResponse:
 def _version_context(actor: Actor, version: ModelVersion, error: str = "") -> dict[str, object]:
     team = version.model.team
     jobs = list(version.jobs.select_related("result_version", "created_by").order_by("-created_at")[:20])
+    not_servable = version_not_servable_reason(version)
     return {
         "team": team,
         "model": version.model,
@@ -83,8 +89,10 @@ def _version_context(actor: Actor, version: ModelVersion, error: str = "") -> di
         "jobs": jobs,
         "jobs_active": any(j.status in ACTIVE_JOB_STATUSES for j in jobs),
         "conversions": _offered_conversions(version),
-        "benchmarkable": version.status == VersionStatus.READY and version.format in SERVED_FORMATS,
+        "benchmarkable": version.status == VersionStatus.READY and not not_servable,
+        "not_servable": not_servable,
         "can_develop": actor_can(actor=actor, team=team, action=Action.DEVELOP),
+        "can_manage": actor_can(actor=actor, team=team, action=Action.MANAGE),
         "children": version.children.order_by("number"),
         "error": error,
     }

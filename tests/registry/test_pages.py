@@ -82,3 +82,60 @@ def test_versions_cannot_be_changed_over_the_api(make_member, team_a, version, m
     assert response.status_code == 405
     version.refresh_from_db()
     assert version.description == ""
+
+
+def test_a_zipmap_upload_points_to_its_served_form_and_admins_see_a_failed_jobs_traceback(
+    make_member, team_a, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    import numpy as np
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from registry.choices import JobKind
+    from registry.formats.base import ModelFileError
+    from registry.jobs import job_run
+    from registry.tasks import JOB_HANDLERS
+
+    queued: list[int] = []
+    monkeypatch.setattr("registry.tasks.job_run_task.delay", queued.append)
+    developer = make_member(team=team_a, role=Role.DEVELOPER)
+    admin = make_member(team=team_a, role=Role.ADMIN)
+    actor = Actor(user=developer.user)
+    model = registered_model_create(actor=actor, team=team_a, name="iris")
+    x, y = load_iris(return_X_y=True)
+    path = tmp_path / "logreg.onnx"
+    x32 = x.astype(np.float32)
+    path.write_bytes(to_onnx(LogisticRegression(max_iter=500).fit(x32, y), x32[:1]).SerializeToString())
+    upload = Upload(path, path.name, hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size)
+    with django_capture_on_commit_callbacks(execute=True):
+        parent = model_version_create(actor=actor, model=model, upload=upload)
+    assert parent.metadata["serving_rewrite"] == "zipmap_to_tensor"
+    (job_id,) = queued  # its served form, queued at upload; no benchmark of a file that cannot be served
+    job_run(job_id, "w", JOB_HANDLERS)
+    child = ModelVersion.objects.get(parent=parent)
+    page = logged_in(developer).get("/teams/alpha/models/iris/versions/1/").content.decode()
+    assert "ZipMap sequences of maps" in page
+    assert f'Served form: <a href="/teams/alpha/models/iris/versions/{child.number}/">v{child.number}</a>' in page
+    assert "Deploy v1" not in page
+    assert "Run benchmark" not in page
+
+    def failing(job):
+        try:
+            raise TypeError("Expected an int, got a boolean")
+        except TypeError as exc:
+            raise ModelFileError("conversion_failed", "The skl2onnx converter failed: bad attribute.") from exc
+
+    with django_capture_on_commit_callbacks(execute=True):
+        from registry.jobs import job_create
+
+        job = job_create(actor=actor, version=child, kind=JobKind.CONVERT, params={"target": "onnx", "x": 1})
+    job_run(job.pk, "w", {JobKind.CONVERT: failing})
+    url = f"/teams/alpha/models/iris/versions/{child.number}/"
+    as_developer = logged_in(developer).get(url).content.decode()
+    as_admin = logged_in(admin).get(url).content.decode()
+    for page in (as_developer, as_admin):
+        assert "The skl2onnx converter failed: bad attribute." in page
+    assert 'data-testid="job-trace"' not in as_developer
+    assert 'data-testid="job-trace"' in as_admin
+    assert "TypeError: Expected an int, got a boolean" in as_admin
