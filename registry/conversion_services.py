@@ -128,7 +128,7 @@ def signature_report(changes: list[dict[str, Any]], rewrites: list[str]) -> dict
     else:
         summary = "The converted version keeps its parent's input and output names, datatypes and shapes."
     if rewrites:
-        summary += f" Edits made to keep it: {'; '.join(rewrites)}."
+        summary += f" Edits made to the converted file: {'; '.join(rewrites)}."
     return {"kept": not changes, "changes": changes, "rewrites": rewrites, "summary": summary}
 
 

@@ -119,6 +119,11 @@ def test_a_zipmap_upload_points_to_its_served_form_and_admins_see_a_failed_jobs_
     assert f'Served form: <a href="/teams/alpha/models/iris/versions/{child.number}/">v{child.number}</a>' in page
     assert "Deploy v1" not in page
     assert "Run benchmark" not in page
+    served = logged_in(developer).get(f"/teams/alpha/models/iris/versions/{child.number}/").content.decode()
+    assert (
+        "The converted version keeps its parent&#x27;s input and output names, datatypes and shapes. Edits made to "
+        "the converted file: ZipMap removed: &#x27;output_probability&#x27; served as an FP32 [N, classes] tensor"
+    ) in served
 
     def failing(job):
         try:
