@@ -337,7 +337,8 @@ def _quantize_onnx(path: Path, quantization: str, dest: Path, work_dir: Path) ->
     source = onnx.load(str(path), load_external_data=False)
     expected = {vi.name: vi.type.tensor_type.elem_type for vi in [*source.graph.input, *source.graph.output]}
     normalized = work_dir / "source.onnx"
-    # skl2onnx may list the default opset twice; the quantizer then finds no ai.onnx domain (TOOLCHAIN G15).
+    # skl2onnx may list the default opset twice; the quantizer then finds no ai.onnx domain (TOOLCHAIN G15,
+    # microsoft/onnxruntime#15563, open).
     normalized.write_bytes(_opsets_deduplicated(source).SerializeToString())
     if quantization == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -358,8 +359,9 @@ def _quantize_onnx(path: Path, quantization: str, dest: Path, work_dir: Path) ->
             quantize_dynamic(str(quantize_from), str(dest), weight_type=QuantType.QInt8)
         converted = onnx.load(str(dest), load_external_data=False)
     else:
-        # onnxruntime's own copy of the float16 converter (onnxruntime.transformers): onnxconverter-common's left
-        # models onnxruntime refuses to load (FP16 results of ops it keeps in FP32, Loop bodies, TfIdfVectorizer).
+        # onnxruntime's own copy of the float16 converter (onnxruntime.transformers): onnxconverter-common 1.16's
+        # left models onnxruntime refuses to load (a Cast's output typed FP16 while it casts to FP32:
+        # microsoft/onnxconverter-common#320, fix PR #326 unmerged; FP16 results of ops it keeps in FP32).
         from onnxruntime.transformers import float16
 
         model = onnx.load(str(normalized), load_external_data=False)
@@ -387,7 +389,8 @@ def _quantize_onnx(path: Path, quantization: str, dest: Path, work_dir: Path) ->
                 node_block_list=_nodes_after(model.graph, set(blocked_ops)),
             )
     rewrites = _cast_edges_back(converted, expected)
-    # The converter appends the casts it adds at the end of the node list; ONNX wants producers before consumers.
+    # The converter appends the casts it adds at the end of the node list; ONNX wants producers before consumers
+    # (microsoft/onnxconverter-common#208, the same code in both converters).
     _sort_topologically(converted.graph)
     dest.write_bytes(converted.SerializeToString())
     return rewrites
