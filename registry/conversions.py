@@ -6,6 +6,7 @@ quantizer are imported inside the functions that use them, never at module impor
 
 from __future__ import annotations
 
+import heapq
 import logging
 import re
 import tempfile
@@ -434,20 +435,31 @@ def _sort_topologically(graph: GraphProto) -> None:
     A node's needs include the outer values its subgraphs (Loop, If, Scan bodies) read.
     """
     available = {value.name for value in graph.input} | {init.name for init in graph.initializer} | {""}
-    pending = list(graph.node)
-    needs = [_node_needs(node) for node in pending]
+    # Kahn's algorithm: each node waits for the values it still lacks; producing a value wakes its readers.
+    missing = {index: _node_needs(node) - available for index, node in enumerate(graph.node)}
+    waiting: dict[str, list[int]] = {}
+    for index, needs in missing.items():
+        for name in needs:
+            waiting.setdefault(name, []).append(index)
+    ready = [index for index, needs in missing.items() if not needs]
+    heapq.heapify(ready)  # the smallest index first: nodes already in order keep it
     ordered = []
-    while pending:
-        ready = [i for i, node in enumerate(pending) if needs[i] <= available]
-        if not ready:
-            return  # a cycle or a value from nowhere: leave the graph as it is, the checker will say what is wrong
-        for i in ready:
-            ordered.append(pending[i])
-            available.update(pending[i].output)
-        pending = [node for i, node in enumerate(pending) if i not in set(ready)]
-        needs = [_node_needs(node) for node in pending]
+    while ready:
+        index = heapq.heappop(ready)
+        node = graph.node[index]
+        ordered.append(node)
+        for name in node.output:
+            for reader in waiting.pop(name, []):
+                missing[reader].discard(name)
+                if not missing[reader]:
+                    heapq.heappush(ready, reader)
+    if len(ordered) != len(graph.node):
+        return  # a cycle or a value from nowhere: leave the graph as it is, the checker will say what is wrong
+    nodes = [type(node)() for node in ordered]
+    for copy, node in zip(nodes, ordered, strict=True):
+        copy.CopyFrom(node)
     del graph.node[:]
-    graph.node.extend(ordered)
+    graph.node.extend(nodes)
 
 
 def _node_needs(node: Any) -> set[str]:

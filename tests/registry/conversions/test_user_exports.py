@@ -211,3 +211,44 @@ def test_a_plain_sequential_model_converts_and_keeps_parity(tmp_path: Path, cont
     assert conversion.signature_changes == []
     report = _parity("keras", path, Recipe(target), conversion.path)
     assert report["passed"] is True, report["reason"]
+
+
+def test_nodes_are_sorted_so_each_follows_what_it_reads_subgraphs_included() -> None:
+    from onnx import TensorProto, checker, helper
+
+    from registry.conversions import _sort_topologically
+
+    # The If reads "doubled" inside its branches only: it must still come after the node that makes it.
+    then_branch = helper.make_graph(
+        [helper.make_node("Identity", ["doubled"], ["then_out"])],
+        "then",
+        [],
+        [helper.make_tensor_value_info("then_out", TensorProto.FLOAT, [None, 2])],
+    )
+    else_branch = helper.make_graph(
+        [helper.make_node("Neg", ["doubled"], ["else_out"])],
+        "else",
+        [],
+        [helper.make_tensor_value_info("else_out", TensorProto.FLOAT, [None, 2])],
+    )
+    nodes = [
+        helper.make_node("If", ["flag"], ["y"], then_branch=then_branch, else_branch=else_branch, name="if"),
+        helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0, name="sum"),
+        helper.make_node("Greater", ["total", "zero"], ["flag"], name="greater"),
+        helper.make_node("Add", ["x", "x"], ["doubled"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "unsorted",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        initializer=[helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])],
+    )
+    _sort_topologically(graph)
+    assert [node.name for node in graph.node] == ["sum", "greater", "add", "if"]
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    checker.check_model(model, full_check=True)
+    x = np.array([[1.0, -3.0]], dtype=np.float32)
+    (y,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_array_equal(y, -2 * x)  # the sum is negative: the else branch negates the doubled input
