@@ -182,7 +182,12 @@ class FastCycle:
         if isinstance(resolved, tuple):
             self.handler, self.params = resolved
             declared = headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > dataplane.max_body:
+            if (
+                declared is not None
+                and declared.isascii()
+                and declared.isdigit()
+                and int(declared) > dataplane.max_body
+            ):
                 self.rejected = dataplane.too_large(path)
         else:
             self.rejected = resolved

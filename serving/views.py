@@ -104,7 +104,7 @@ def _version(route: Route, request: Request) -> tuple[LoadedVersion, bool]:
     number = request.params.get("version")
     label = request.params.get("label")
     if number is not None:
-        found = route.version(int(number)) if number.isdigit() else None
+        found = route.version(int(number)) if number.isascii() and number.isdigit() else None
         if found is None:
             live = ", ".join(str(v.key.number) for v in route.live())
             raise ProtocolError(f"version '{number}' of '{route.endpoint}' is not deployed (live: {live})", 404)
@@ -201,7 +201,7 @@ async def v2_infer(request: Request) -> Response:
     version, picked = _version(route, request)
     _measure(request, route, version, None)
     header_length = request.headers.get("inference-header-content-length")
-    if header_length is not None and not header_length.isdigit():
+    if header_length is not None and not (header_length.isascii() and header_length.isdigit()):
         raise ProtocolError("Inference-Header-Content-Length must be a number of bytes")
     parsed = v2.v2_request_parse(
         request.body, version.key.signature, int(header_length) if header_length is not None else None
