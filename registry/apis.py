@@ -212,6 +212,13 @@ def artifact_response(version: ModelVersion, *, sample: bool = False) -> FileRes
     key, filename = (
         (version.sample_key, version.sample_filename) if sample else (version.artifact_key, version.filename)
     )
+    if not key:
+        raise ApplicationError(
+            "file_deleted",
+            f"v{version.number} was refused ({version.status_message}) and its file was deleted: ModelDeck keeps no "
+            "file it will not load.",
+            status=410,
+        )
     response = FileResponse(artifact_storage().open(key, "rb"), as_attachment=True, filename=filename)
     response["Content-Type"] = "application/octet-stream"
     if not sample:

@@ -14,7 +14,7 @@ from django.db.models import Max
 from common.errors import ApplicationError
 from registry.benchmark_services import auto_benchmark
 from registry.choices import VersionStatus
-from registry.formats import FORMATS, detect
+from registry.formats import FORMATS, detect, precheck
 from registry.formats.base import Inspection, ModelFileError, Signature
 from registry.formats.pickled import PICKLE_REFUSAL_MESSAGE
 from registry.models import ModelVersion, RegisteredModel
@@ -86,6 +86,7 @@ def model_version_create(
     fmt = detect(upload.path, upload.filename)
     if fmt.name == "pickle" and not team.trusted_pickle:
         raise ModelFileError("pickle_refused", PICKLE_REFUSAL_MESSAGE, {"team": team.slug})
+    precheck(fmt, upload.path)
     inline = not fmt.needs_worker and upload.size <= settings.MODELDECK_INLINE_INSPECT_MAX_BYTES
     inspection = fmt.inspect(upload.path) if inline else None
     sample_summary = sample_summarize(sample.path, sample.filename) if sample else None
@@ -183,7 +184,14 @@ def model_version_inspect(*, version_id: int) -> ModelVersion | None:
         if problem:
             raise ModelFileError("sample_mismatch", problem)
     except ModelFileError as exc:
-        return _finish(version, VersionStatus.FAILED, exc.message)
+        key = version.artifact_key
+        # A model whose sample does not fit it is not a bad file: only the file's own refusals delete it.
+        refused = exc.code != "sample_mismatch"
+        finished = _finish(version, VersionStatus.FAILED, exc.message, refused=refused)
+        if finished.status == VersionStatus.FAILED and not finished.artifact_key:
+            # A file the worker refused (code it would run, a corrupt model) is not kept: nothing can use it.
+            artifact_delete_if_unreferenced(key)
+        return finished
     except Exception:
         logger.exception("Inspecting %s failed", version)
         return _finish(version, VersionStatus.FAILED, "Inspection failed unexpectedly; the error has been logged.")
@@ -191,8 +199,12 @@ def model_version_inspect(*, version_id: int) -> ModelVersion | None:
     return _finish(version, VersionStatus.READY, "", inspection)
 
 
-def _finish(version: ModelVersion, status: str, message: str, inspection: Inspection | None = None) -> ModelVersion:
+def _finish(
+    version: ModelVersion, status: str, message: str, inspection: Inspection | None = None, *, refused: bool = False
+) -> ModelVersion:
     fields: dict[str, object] = {"status": status, "status_message": message}
+    if refused:
+        fields["artifact_key"] = ""  # the row stays, with why; its file is deleted by the caller
     if inspection is not None:
         fields |= {
             "signature": version.signature,

@@ -59,6 +59,14 @@ def detect(path: Path, filename: str) -> ModelFormat:
     return content_format
 
 
+def precheck(fmt: ModelFormat, path: Path) -> None:
+    """Judge in the request what can be judged without the worker's libraries: code a file would run on load."""
+    if fmt.name == "sklearn":
+        sklearn.precheck(path)
+    elif fmt.name == "keras":
+        keras.precheck(path)
+
+
 def accepted_formats() -> str:
     """Describe every accepted format with its file name extensions, for messages."""
     return "; ".join(f"{fmt.label} ({', '.join(fmt.extensions)})" for fmt in FORMATS.values())

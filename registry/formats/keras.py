@@ -17,6 +17,10 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # HDF5 allows a user block before the superblock, so the signature may sit at any of these offsets.
 HDF5_OFFSETS = (0, 512, 1024, 2048)
 KERAS_V3_MEMBERS = frozenset({"config.json", "metadata.json"})
+UNSAFE_KERAS_MESSAGE = (
+    "The Keras model contains a Lambda layer or other Python code that would run when it is loaded, so ModelDeck "
+    "refuses it. Replace Lambda layers with built-in or registered custom layers and save it again."
+)
 
 
 class KerasFormat:
@@ -64,6 +68,32 @@ class KerasFormat:
             framework_version=version,
             metadata={"container": container},
         )
+
+
+def precheck(path: Path) -> None:
+    """Refuse, in the request, a .keras archive whose config holds a Python lambda (code that would run on load).
+
+    Reads config.json only (no TensorFlow in the web process); the worker loads the model in safe mode and refuses
+    every other kind of unsafe content. HDF5 files are left to the worker.
+    """
+    if _container(path) != "keras_v3":
+        return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            config = json.loads(zf.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise ModelFileError(
+            "invalid_keras", f"The .keras archive has no readable config.json: {error_summary(exc)}."
+        ) from exc
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "__lambda__":
+                raise ModelFileError("unsafe_keras_model", UNSAFE_KERAS_MESSAGE, {"reason": "a Python lambda"})
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def load_model(path: Path) -> Any:
@@ -151,13 +181,7 @@ def _load(path: Path, container: str) -> Any:
                     {"class": missing_class.group(1)},
                 ) from exc
             if "safe_mode" in str(exc) or "unsafe" in str(exc).lower():
-                raise ModelFileError(
-                    "unsafe_keras_model",
-                    "The Keras model contains a Lambda layer or other Python code that would run when it is "
-                    "loaded, so ModelDeck refuses it. Replace Lambda layers with built-in or registered custom "
-                    "layers and save it again.",
-                    {"reason": reason},
-                ) from exc
+                raise ModelFileError("unsafe_keras_model", UNSAFE_KERAS_MESSAGE, {"reason": reason}) from exc
             raise ModelFileError(
                 "invalid_keras", f"The Keras model could not be loaded: {reason}.", {"reason": reason}
             ) from exc

@@ -40,6 +40,13 @@ _REFUSED_MODULE_PARTS = frozenset(
 )
 
 
+_UNTRUSTED_ADVICE = (
+    "ModelDeck only loads scikit-learn, numpy and scipy classes and plain Python data types, because loading "
+    "anything else (your own functions or classes included) could run code. Use built-in scikit-learn estimators "
+    "and transformers, or convert the model to ONNX."
+)
+
+
 class SklearnFormat:
     """scikit-learn (skops): sniffed from schema.json in the zip, loaded only when every type in it is trusted."""
 
@@ -57,6 +64,54 @@ class SklearnFormat:
         return estimator_inspection(load_estimator(path))
 
 
+def precheck(path: Path) -> None:
+    """Refuse, in the request, a skops file naming a type outside scikit-learn, numpy, scipy and plain data.
+
+    Reads schema.json only (no scikit-learn import in the web process); the worker's load checks every type again,
+    fully, before anything is built from the file.
+    """
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            schema = json.loads(zf.read(SCHEMA_FILE))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise ModelFileError("invalid_skops", f"The skops file cannot be read: {error_summary(exc)}.") from exc
+    refused = sorted(name for name in _schema_types(schema) if not _plausibly_trusted(name))
+    if refused:
+        raise ModelFileError(
+            "skops_untrusted_types",
+            f"The skops file uses types that ModelDeck does not load: {', '.join(refused)}. {_UNTRUSTED_ADVICE}",
+            {"types": refused},
+        )
+
+
+def _schema_types(node: Any) -> set[str]:
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            module, name = item.get("__module__"), item.get("__class__")
+            if isinstance(module, str) and isinstance(name, str):
+                found.add(f"{module}.{name}")
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def _plausibly_trusted(name: str) -> bool:
+    """The name-only part of is_trusted_type: a package and module path ModelDeck may load from."""
+    if name.startswith("builtins."):
+        return name in TRUSTED_BUILTINS
+    if not name.startswith(TRUSTED_PACKAGES):
+        return False
+    parts = name.rpartition(".")[0].split(".")
+    return not any(part.startswith("__") or part in _REFUSED_MODULE_PARTS for part in parts)
+
+
 def load_estimator(path: Path) -> Any:
     """Load a skops file after refusing every type outside scikit-learn, numpy, scipy and plain data."""
     check_zip(path)
@@ -71,10 +126,7 @@ def load_estimator(path: Path) -> Any:
     if refused:
         raise ModelFileError(
             "skops_untrusted_types",
-            f"The skops file uses types that ModelDeck does not load: {', '.join(refused)}. ModelDeck only "
-            "loads scikit-learn, numpy and scipy classes and plain Python data types, because loading anything "
-            "else (your own functions or classes included) could run code. Use built-in scikit-learn "
-            "estimators and transformers, or convert the model to ONNX.",
+            f"The skops file uses types that ModelDeck does not load: {', '.join(refused)}. {_UNTRUSTED_ADVICE}",
             {"types": refused},
         )
     try:
