@@ -19,6 +19,9 @@ _NOTHING = object()
 _PREVIEW_CHARS = 60
 # numpy's object-array machinery stops at 32 dimensions (ndarray itself at 64).
 MAX_RANK = 32
+# A declared dimension beyond int32: numpy cannot describe some such shapes even with no elements ("array is too
+# big"), and no model served here takes one.
+MAX_DIM = 2**31 - 1
 
 
 def shape_text(shape: Iterable[int]) -> str:

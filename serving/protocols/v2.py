@@ -14,6 +14,8 @@ from registry.formats.base import DATATYPE_TO_NUMPY, NUMPY_TO_DATATYPE, Signatur
 from serving.protocols.errors import ProtocolError
 from serving.protocols.jsonio import json_dumps, json_loads
 from serving.protocols.tensors import (
+    MAX_DIM,
+    MAX_RANK,
     input_spec,
     inputs_check,
     json_body,
@@ -206,6 +208,12 @@ def _input_parse(
     if not isinstance(shape, list) or not all(type(dim) is int and dim >= 0 for dim in shape):
         raise ProtocolError(
             f"input '{name}' has an invalid shape {json_preview(shape)}; it must be a list of non-negative integers"
+        )
+    if len(shape) > MAX_RANK or any(dim > MAX_DIM for dim in shape):
+        # numpy cannot even describe such an array ("array is too big"), empty or not: refuse it by its shape.
+        raise ProtocolError(
+            f"input '{name}' has shape {json_preview(shape)}; a tensor has at most {MAX_RANK} dimensions of at most "
+            f"{MAX_DIM} each"
         )
 
     parameters = _parameters(item, f"input '{name}'")

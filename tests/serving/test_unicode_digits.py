@@ -1,4 +1,4 @@
-"""Numbers in paths and headers are ASCII digits: a Unicode digit ("²" passes str.isdigit) is refused, not a 500."""
+"""Numbers in paths, headers and shapes: Unicode digits ("²" passes str.isdigit) and absurd sizes get a 4xx."""
 
 from __future__ import annotations
 
@@ -34,3 +34,11 @@ async def test_a_header_length_in_unicode_digits_is_a_400(deployed: Deployed, cl
     response = await client.post("/v2/models/iris/infer", content=b"{}", headers=headers)
     assert response.status_code == 400
     assert response.json() == {"error": "Inference-Header-Content-Length must be a number of bytes"}
+
+
+@pytest.mark.parametrize("shape", [[0, 2**62], [2**31, 0], [0] * 33])
+async def test_an_absurd_shape_with_no_data_is_a_400(deployed: Deployed, client: httpx.AsyncClient, shape) -> None:
+    body = {"inputs": [{"name": "x", "shape": shape, "datatype": "FP32", "data": []}]}
+    response = await client.post("/v2/models/iris/infer", json=body, headers=deployed.auth())
+    assert response.status_code == 400
+    assert response.json()["error"].endswith("a tensor has at most 32 dimensions of at most 2147483647 each")
