@@ -230,11 +230,8 @@ class SklearnRunner:
 
 
 def _column(array: np.ndarray) -> np.ndarray:
-    values = np.asarray(array).reshape(-1)
-    if values.dtype == object:
-        # Strings reach the runner as bytes from a binary request or a sample file; scikit-learn fitted on str.
-        return np.array([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
-    return values
+    # Strings may come as bytes (a sample file); scikit-learn was fitted on str, as onnxruntime reads them.
+    return onnx_format.text_tensor(np.asarray(array)).reshape(-1)
 
 
 def _pick(inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:

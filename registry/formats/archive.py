@@ -6,11 +6,14 @@ A zip's headers are written by whoever made it, so `check_zip` only decides what
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 import struct
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from django.conf import settings
 
@@ -56,6 +59,27 @@ def zip_names(path: Path) -> list[str]:
             return zf.namelist()
     except (zipfile.BadZipFile, ModelFileError, OSError, ValueError, EOFError, struct.error):
         return []
+
+
+def zip_json(path: Path, member: str, code: str, archive: str) -> Any:
+    """Read one JSON member of an archive, or refuse the file (`code`) saying which member could not be read."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return json.loads(zf.read(member))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise ModelFileError(code, f"The {archive} has no readable {member}: {error_summary(exc)}.") from exc
+
+
+def json_objects(document: Any) -> Iterator[dict[str, Any]]:
+    """Yield every object (dict) in a JSON document, however deeply nested, without recursion."""
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def check_zip(path: Path) -> list[zipfile.ZipInfo]:

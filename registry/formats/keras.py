@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
-from registry.formats.archive import check_zip, is_zip, zip_names
+from registry.formats.archive import check_zip, is_zip, json_objects, zip_json, zip_names
 from registry.formats.base import NUMPY_TO_DATATYPE, Inspection, ModelFileError, Signature, TensorSpec, error_summary
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -78,22 +76,9 @@ def precheck(path: Path) -> None:
     """
     if _container(path) != "keras_v3":
         return
-    try:
-        with zipfile.ZipFile(path) as zf:
-            config = json.loads(zf.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise ModelFileError(
-            "invalid_keras", f"The .keras archive has no readable config.json: {error_summary(exc)}."
-        ) from exc
-    stack = [config]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if item.get("class_name") == "__lambda__":
-                raise ModelFileError("unsafe_keras_model", UNSAFE_KERAS_MESSAGE, {"reason": "a Python lambda"})
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+    config = zip_json(path, "config.json", "invalid_keras", ".keras archive")
+    if any(item.get("class_name") == "__lambda__" for item in json_objects(config)):
+        raise ModelFileError("unsafe_keras_model", UNSAFE_KERAS_MESSAGE, {"reason": "a Python lambda"})
 
 
 def load_model(path: Path) -> Any:
@@ -133,13 +118,7 @@ def _container(path: Path) -> str | None:
 
 
 def _keras_v3_version(path: Path) -> str:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            metadata = json.loads(zf.read("metadata.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise ModelFileError(
-            "invalid_keras", f"The .keras archive has no readable metadata.json: {error_summary(exc)}."
-        ) from exc
+    metadata = zip_json(path, "metadata.json", "invalid_keras", ".keras archive")
     version = metadata.get("keras_version", "") if isinstance(metadata, dict) else ""
     return version if isinstance(version, str) else ""
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from registry.formats.archive import check_zip, is_zip, zip_names
+from registry.formats.archive import check_zip, is_zip, json_objects, zip_json, zip_names
 from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec, error_summary
 
 SCHEMA_FILE = "schema.json"
@@ -70,36 +70,19 @@ def precheck(path: Path) -> None:
     Reads schema.json only (no scikit-learn import in the web process); the worker's load checks every type again,
     fully, before anything is built from the file.
     """
-    import json
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as zf:
-            schema = json.loads(zf.read(SCHEMA_FILE))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise ModelFileError("invalid_skops", f"The skops file cannot be read: {error_summary(exc)}.") from exc
-    refused = sorted(name for name in _schema_types(schema) if not _plausibly_trusted(name))
+    schema = zip_json(path, SCHEMA_FILE, "invalid_skops", "skops file")
+    names = {
+        f"{item['__module__']}.{item['__class__']}"
+        for item in json_objects(schema)
+        if isinstance(item.get("__module__"), str) and isinstance(item.get("__class__"), str)
+    }
+    refused = sorted(name for name in names if not _plausibly_trusted(name))
     if refused:
         raise ModelFileError(
             "skops_untrusted_types",
             f"The skops file uses types that ModelDeck does not load: {', '.join(refused)}. {_UNTRUSTED_ADVICE}",
             {"types": refused},
         )
-
-
-def _schema_types(node: Any) -> set[str]:
-    found: set[str] = set()
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            module, name = item.get("__module__"), item.get("__class__")
-            if isinstance(module, str) and isinstance(name, str):
-                found.add(f"{module}.{name}")
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
 
 
 def _plausibly_trusted(name: str) -> bool:
@@ -138,14 +121,11 @@ def load_estimator(path: Path) -> Any:
 
 def is_trusted_type(name: str) -> bool:
     """Tell whether a type named in a skops file is a plain builtin or a scikit-learn, numpy or scipy class."""
+    if not _plausibly_trusted(name):
+        return False
     if name.startswith("builtins."):
-        return name in TRUSTED_BUILTINS
-    if not name.startswith(TRUSTED_PACKAGES):
-        return False
+        return True
     module_name, _, attribute = name.rpartition(".")
-    parts = module_name.split(".")
-    if any(part.startswith("__") or part in _REFUSED_MODULE_PARTS for part in parts):
-        return False
     try:
         module = importlib.import_module(module_name)
     except ImportError:

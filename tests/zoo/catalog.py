@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,6 @@ class ZooModel:
     failed_quantizations: tuple[tuple[str, str], ...] = ()
     notes: str = ""  # what a client must know (quantized inputs, strings), for the README table
     protocols: tuple[str, ...] = ("v2-json", "v2-binary", "tfserving", "mlflow")
-    tags: tuple[str, ...] = field(default=())
 
 
 def cache_root() -> Path:
