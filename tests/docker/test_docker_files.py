@@ -158,7 +158,16 @@ def test_dockerignore_keeps_what_the_image_runs_and_drops_local_state() -> None:
     needed += [f"docker/{p.name}" for p in DOCKER.iterdir() if p.suffix in (".sh", ".py")]
     for path in needed:
         assert not ignored(path, patterns), f".dockerignore leaves out {path}, which the image needs"
-    for path in (".git", ".venv", "var", "var/secret_key", ".env", "docker/.env", "config/__pycache__/x.pyc"):
+    for path in (
+        ".git",
+        ".venv",
+        ".venv-torch",
+        "var",
+        "var/secret_key",
+        ".env",
+        "docker/.env",
+        "config/__pycache__/x.pyc",
+    ):
         assert ignored(path, patterns), f".dockerignore should leave out {path}"
 
 

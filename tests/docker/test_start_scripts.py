@@ -199,7 +199,7 @@ def test_runstack_steps_are_each_done_somewhere_in_the_image(run_runstack) -> No
     stack = run_runstack(redis_url="", broker_url="filesystem://", web_workers=1, concurrency=2, port=8000)
     # migrate: web.sh and migrate.sh (test below). collectstatic: at build time (test_docker_files).
     # bootstrapdemo: deliberately not in containers: a production site gets no demo team and no generated admin
-    # password; `manage.py createteam` / `createsuperuser` make the first users (README, Operations).
+    # password; `manage.py createteam` / `createsuperuser` make the first users (docs/operations.md).
     mirrored = {"migrate", "collectstatic", "bootstrapdemo"}
     assert set(stack.steps) <= mirrored, f"runstack does something new before starting: {set(stack.steps) - mirrored}"
 
