@@ -22,6 +22,8 @@ VAR_DIR = "/var/lib/modeldeck"
 APP_USER_ID = 10001
 TMP = "/tmp"  # noqa: S108  (the containers' own /tmp, a volume in every pod)
 PROCESSES = ("web", "worker", "beat")
+# config/settings/base.py's FILE_UPLOAD_TEMP_DIR default: where the web process spools uploads.
+UPLOAD_TEMP_DIR = f"{VAR_DIR}/tmp"  # noqa: S108  (in the image, owned by the app user)
 # Where the code reads its environment (settings, entry points), and the start scripts that read some more.
 ENV_READERS = [*sorted((ROOT / "config").rglob("*.py")), *sorted(DOCKER.glob("*.sh"))]
 
@@ -97,6 +99,12 @@ def test_dockerfile_runtime_stage() -> None:
     assert user == str(APP_USER_ID), "numeric, so Kubernetes' runAsNonRoot can verify it; the manifests use it too"
     runs = instructions(runtime, "RUN")
     assert any("manage.py collectstatic --noinput" in run for run in runs)
+    # The folders the processes write are theirs, not root's (collectstatic, run as root, creates some of them).
+    (install,) = [run for run in runs if "install -d -o modeldeck" in run]
+    for folder in ("artifacts", "prometheus", UPLOAD_TEMP_DIR.rpartition("/")[2]):
+        assert f'"$MODELDECK_VAR_DIR/{folder}"' in install, folder
+    base = (ROOT / "config" / "settings" / "base.py").read_text()
+    assert 'env.str("FILE_UPLOAD_TEMP_DIR", default=str(VAR_DIR / "tmp"))' in base
     (healthcheck,) = instructions(runtime, "HEALTHCHECK")
     assert "/app/docker/healthcheck.py" in healthcheck
     (entrypoint,) = instructions(runtime, "ENTRYPOINT")
@@ -359,6 +367,10 @@ def test_k8s_writable_folders() -> None:
         mounts = {m["mountPath"]: volumes[m["name"]] for m in pod["containers"][0]["volumeMounts"]}
         assert mounts[f"{VAR_DIR}/artifacts"]["persistentVolumeClaim"]["claimName"] == "modeldeck-artifacts"
         assert "emptyDir" in mounts[f"{VAR_DIR}/prometheus"], "per pod, never shared (files are named by pid)"
+    web = pods["modeldeck-web"]
+    volumes = {v["name"]: v for v in web["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in web["containers"][0]["volumeMounts"]}
+    assert "emptyDir" in mounts[UPLOAD_TEMP_DIR], "uploads are spooled there, beside the read-only root"
     beat = pods["modeldeck-beat"]
     volumes = {v["name"]: v for v in beat["volumes"]}
     mounts = {m["mountPath"]: volumes[m["name"]] for m in beat["containers"][0]["volumeMounts"]}
