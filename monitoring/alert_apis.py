@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.openapi import error_responses
 from deployments.selectors import endpoint_get
 from monitoring.alerts import (
     MAX_WINDOW_SECONDS,
@@ -33,7 +34,7 @@ class AlertRuleOutputSerializer(serializers.Serializer):
     action = serializers.CharField()
     bake_seconds = serializers.IntegerField()
     enabled = serializers.BooleanField()
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     created_at = serializers.DateTimeField()
 
 
@@ -55,7 +56,7 @@ class AlertRuleListApi(APIView):
         endpoint = endpoint_get(actor=Actor.from_request(request), name=name)
         return Response(AlertRuleOutputSerializer(alert_rule_list(endpoint=endpoint), many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: AlertRuleOutputSerializer})
+    @extend_schema(request=InputSerializer, responses={201: AlertRuleOutputSerializer, **error_responses(409)})
     def post(self, request: Request, name: str) -> Response:
         """Add a rule: notify, or roll back a release that misbehaves within its bake period."""
         actor = Actor.from_request(request)

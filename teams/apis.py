@@ -145,6 +145,7 @@ class MemberListApi(APIView):
 
 
 class MemberDeleteApi(APIView):
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, team: str, username: str) -> Response:
         actor = Actor.from_request(request)
         obj = team_get_for_actor(actor=actor, slug=team, action=Action.MANAGE)
@@ -203,21 +204,23 @@ class AuditEventOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class AuditPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
 class AuditListApi(APIView):
+    # Read by drf-spectacular too: the schema describes the page (count, next, previous, results) and limit/offset.
+    pagination_class = AuditPagination
+
     @extend_schema(
-        parameters=[
-            OpenApiParameter("team", str, description="Only this team's events."),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
-        ],
+        parameters=[OpenApiParameter("team", str, description="Only this team's events.")],
         responses=AuditEventOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
         actor = Actor.from_request(request)
         team_slug = request.query_params.get("team")
         team = team_get_for_actor(actor=actor, slug=team_slug) if team_slug else None
-        paginator = LimitOffsetPagination()
-        paginator.default_limit = 50
-        paginator.max_limit = 500
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(audit_event_list(actor=actor, team=team), request, view=self)
         return paginator.get_paginated_response(AuditEventOutputSerializer(page, many=True).data)
