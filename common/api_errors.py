@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, cast
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -49,6 +50,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             message = _MESSAGES.get(code_name, str(exc.detail))
             if isinstance(exc, exceptions.ParseError):
                 detail = {"reason": str(exc.detail)}
+            elif isinstance(exc, exceptions.Throttled):
+                wait = getattr(exc, "wait", None)  # set by Throttled.__init__; the stubs lack it
+                if wait is not None:
+                    detail = {"retry_after": math.ceil(wait)}
         response.data = cast(Any, error_body(code_name, message, detail))
         return response
     logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)

@@ -28,7 +28,8 @@ exit codes:
   1  unexpected error (a server error, a bug)
   2  usage error (a missing or malformed argument, a local file that does not exist)
   3  not found (no such model, version, endpoint or job, or not visible to this token)
-  4  permission denied or not authenticated (no login, a wrong, expired or revoked token, a role too weak)
+  4  permission denied or not authenticated (no login, a wrong, expired or revoked token, a role too weak,
+     or too many wrong tokens from this address: wait as the message says)
   5  invalid input (the server refused the request: 400, 409, 413, 415 or 422)
   6  parity failed (a waited-for conversion produced a version whose parity report failed)
   7  job failed or cancelled (a conversion or benchmark job, or the processing of an upload)
@@ -113,6 +114,7 @@ _BY_STATUS: dict[int, type[ModelDeckError]] = {
     413: Invalid,
     415: Invalid,
     422: Invalid,
+    429: NotAuthenticated,  # the only 429 the API gives: too many wrong tokens from this address
 }
 
 

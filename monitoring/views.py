@@ -49,8 +49,17 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 @never_cache
 def metrics_response(request: HttpRequest) -> HttpResponse:
-    """Serve every process's Prometheus metrics; with MODELDECK_METRICS_TOKEN set, only to that bearer token."""
+    """Serve every process's Prometheus metrics; with MODELDECK_METRICS_TOKEN set, only to that bearer token.
+
+    Without a token, the production settings close it (403): it names every team's endpoints.
+    """
     token: str = settings.MODELDECK_METRICS_TOKEN
+    if not token and settings.MODELDECK_METRICS_REQUIRE_TOKEN:
+        return HttpResponse(
+            "/metrics is closed until MODELDECK_METRICS_TOKEN is set; then scrape with Authorization: Bearer <it>.\n",
+            status=403,
+            content_type="text/plain; charset=utf-8",
+        )
     if token:
         given = request.headers.get("Authorization", "")
         # Constant time: the comparison must not tell a guesser how much of the token was right.

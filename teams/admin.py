@@ -2,7 +2,11 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from teams.forms import ThrottledAdminAuthenticationForm
 from teams.models import ApiToken, AuditEvent, Membership, Team
+
+# The admin's own login page counts and refuses failures like the site's (teams.auth_throttle).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 class MembershipInline(admin.TabularInline):
@@ -41,7 +45,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "team", "actor", "action", "target_type", "target_id", "token_prefix"]
+    list_display = ["created_at", "team", "actor", "action", "target_type", "target_id", "token_prefix", "data"]
     list_filter = ["action", "team"]
     search_fields = ["action", "actor__username", "target_id"]
 

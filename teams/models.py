@@ -92,9 +92,10 @@ class ApiToken(BaseModel):
 
 
 class AuditEvent(BaseModel):
-    """Record who did what to which of a team's objects, and why."""
+    """Record who did what to which of a team's objects, and why; or a site-wide security event (no team)."""
 
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="audit_events")
+    # Null for events that belong to no team (a locked account, a throttled address): the site admin sees them.
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events")
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
     )

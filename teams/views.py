@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -16,7 +17,7 @@ from common.errors import ApplicationError, NotFoundError, PermissionDeniedError
 from deployments.selectors import endpoint_list
 from teams.choices import Action
 from teams.context_processors import CURRENT_TEAM_SESSION_KEY
-from teams.forms import TokenCreateForm
+from teams.forms import ThrottledAuthenticationForm, TokenCreateForm
 from teams.permissions import Actor, actor_can, actor_role
 from teams.selectors import (
     api_token_get,
@@ -44,6 +45,20 @@ def domain_errors_as_http(view: View) -> View:
             raise PermissionDenied(exc.message) from exc
 
     return wrapper
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page behind the failure throttle: a locked account or address gets 429 and Retry-After."""
+
+    form_class = ThrottledAuthenticationForm
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form: ThrottledAuthenticationForm) -> HttpResponse:  # type: ignore[override]
+        response = super().form_invalid(form)
+        if form.lockout is not None:
+            response.status_code = 429
+            response["Retry-After"] = str(form.lockout.retry_after)
+        return response
 
 
 @require_GET

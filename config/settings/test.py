@@ -24,3 +24,8 @@ STORAGES = {
 # Static files come straight from the finders: the suite never runs collectstatic.
 STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
+# The suite fails logins and tokens on purpose from one address (127.0.0.1) into one shared cache: it must never lock
+# itself out. The throttle's own tests lower these.
+MODELDECK_LOGIN_FAILURES_PER_ACCOUNT = 1_000_000_000
+MODELDECK_LOGIN_FAILURES_PER_ADDRESS = 1_000_000_000
+MODELDECK_TOKEN_FAILURES_PER_ADDRESS = 1_000_000_000

@@ -55,4 +55,12 @@
       else if (window.confirm(question(form))) submitWith(form, false);
     });
   });
+
+  // Forms that only ask yes or no (rollback): here, not in an onsubmit attribute, which the Content-Security-Policy
+  // would block.
+  document.querySelectorAll("form[data-confirm]:not([data-release-form])").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
 })();
