@@ -8,4 +8,4 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
-        from monitoring import signals  # noqa: F401  (connects the worker-ready heartbeat)
+        from monitoring import signals  # noqa: F401  (connects the worker-ready heartbeat and the socket re-check)

@@ -1,4 +1,4 @@
-"""Publish events to a team's live stream (/ws/teams/{team}/events/)."""
+"""Publish events to a team's live stream (/ws/teams/{team}/events/), and access changes to a user's sockets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from monitoring.groups import team_group
+from monitoring.groups import team_group, user_group
 
 
 async def team_event_publish_async(*, team: str, kind: str, data: dict[str, Any]) -> None:
@@ -19,3 +19,10 @@ async def team_event_publish_async(*, team: str, kind: str, data: dict[str, Any]
 def team_event_publish(*, team: str, kind: str, data: dict[str, Any]) -> None:
     """Send an event to every socket of the team (from sync code: services, tasks)."""
     async_to_sync(team_event_publish_async)(team=team, kind=kind, data=data)
+
+
+def user_sockets_recheck(*, user_id: int) -> None:
+    """Tell every open socket of the user to re-check its access now (a membership of theirs changed)."""
+    layer = get_channel_layer()
+    assert layer is not None
+    async_to_sync(layer.group_send)(user_group(user_id), {"type": "access.changed"})

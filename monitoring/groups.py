@@ -9,3 +9,8 @@ def team_group(slug: str) -> str:
 
 def endpoint_group(name: str) -> str:
     return f"endpoint.{name}"
+
+
+def user_group(user_id: int) -> str:
+    """Every open socket of one user, whatever it streams: told to re-check access when a membership changes."""
+    return f"user.{user_id}"

@@ -16,6 +16,7 @@ from common.errors import ApplicationError, NotFoundError
 from teams.choices import ROLE_RANK, Action, Role
 from teams.models import ApiToken, AuditEvent, Membership, Team
 from teams.permissions import Actor, actor_can, actor_require
+from teams.signals import membership_changed
 from teams.tokens import token_digest, token_generate, token_looks_valid
 
 # last_used_at is written at most this often per token, so authentication is not a write per request.
@@ -41,6 +42,11 @@ def audit_record(
         target_id=str(target.pk) if target is not None else "",
         data=data or {},
     )
+
+
+def security_event_record(*, action: str, data: dict[str, Any]) -> AuditEvent:
+    """Append a site-wide security event (no team, no actor) to the audit trail."""
+    return AuditEvent.objects.create(team=None, actor=None, action=action, data=data)
 
 
 def team_create(*, slug: str, name: str = "", admin: User) -> Team:
@@ -108,6 +114,7 @@ def membership_set(*, actor: Actor, team: Team, user: User, role: str) -> Member
             membership.role = role
             membership.save(update_fields=["role", "updated_at"])
             _cap_tokens(team=team, user=user, role=role)
+            _announce_membership_change(team=team, user=user)
         audit_record(
             team=team,
             actor=actor,
@@ -137,6 +144,14 @@ def membership_remove(*, actor: Actor, team: Team, user: User) -> None:
         membership.delete()
         ApiToken.objects.filter(team=team, user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
         audit_record(team=team, actor=actor, action="membership.remove", data={"user": user.get_username()})
+        _announce_membership_change(team=team, user=user)
+
+
+def _announce_membership_change(*, team: Team, user: User) -> None:
+    """After the commit, tell whoever listens (the user's open websockets) that this membership changed."""
+    slug, user_id = team.slug, user.pk
+    # send_robust: the change is committed; a listener that fails (Redis away) is logged, not raised to the caller.
+    transaction.on_commit(lambda: membership_changed.send_robust(sender=Membership, team=slug, user_id=user_id))
 
 
 @dataclass(frozen=True)
