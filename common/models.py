@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 
@@ -13,3 +15,21 @@ class BaseModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+class IdempotencyKey(models.Model):
+    """Remember the answer to a POST sent with an Idempotency-Key: a retry gets it again, not a second object."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    route = models.TextField(help_text="The method and path the key was first used with.")
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the route, query and body.")
+    status = models.PositiveSmallIntegerField()
+    body = models.JSONField(encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="uniq_idempotency_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.route})"

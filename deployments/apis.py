@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.errors import ApplicationError, NotFoundError
+from common.idempotency import idempotent
+from common.openapi import error_responses
 from deployments.models import Endpoint, Release
 from deployments.selectors import endpoint_get, endpoint_list, release_current, release_list
 from deployments.services import endpoint_create, endpoint_update, release_promote, release_rollback
 from registry.models import ModelVersion, RegisteredModel
 from registry.selectors import registered_model_get
+from teams.models import slug_validator
 from teams.permissions import Actor
 
 
@@ -24,7 +27,7 @@ class ReleaseOutputSerializer(serializers.Serializer):
     canary = serializers.IntegerField(source="canary.number", default=None, allow_null=True)
     canary_percent = serializers.IntegerField()
     shadow = serializers.IntegerField(source="shadow.number", default=None, allow_null=True)
-    actor = serializers.CharField(source="actor.username", default=None)
+    actor = serializers.CharField(source="actor.username", default=None, allow_null=True)
     by = serializers.CharField(
         allow_null=True, help_text='Who made it: a username, or "automatic (rule NAME)" for an automatic rollback.'
     )
@@ -50,6 +53,7 @@ class EndpointOutputSerializer(serializers.Serializer):
     def get_model(self, endpoint: Endpoint) -> str:
         return f"{endpoint.team.slug}/{endpoint.model.name}"
 
+    @extend_schema_field(ReleaseOutputSerializer)
     def get_release(self, endpoint: Endpoint) -> dict[str, object]:
         return dict(ReleaseOutputSerializer(release_current(endpoint=endpoint)).data)
 
@@ -69,10 +73,8 @@ def _version(model: RegisteredModel, number: int | None, field: str = "version")
 
 
 class EndpointListApi(APIView):
-    # A name of its own in the OpenAPI schema (every API's nested serializer would be "Input").
-    @extend_schema_serializer(component_name="EndpointCreateInput")
     class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=63)
+        name = serializers.CharField(max_length=63, validators=[slug_validator])
         model = serializers.CharField(help_text="team/model")
         version = serializers.IntegerField(min_value=1)
         protected = serializers.BooleanField(default=False)
@@ -83,7 +85,7 @@ class EndpointListApi(APIView):
     def get(self, request: Request) -> Response:
         return Response(EndpointOutputSerializer(endpoint_list(actor=Actor.from_request(request)), many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: EndpointOutputSerializer})
+    @extend_schema(request=InputSerializer, responses={201: EndpointOutputSerializer, **error_responses(409, 422)})
     def post(self, request: Request) -> Response:
         actor = Actor.from_request(request)
         data = self.InputSerializer(data=request.data)
@@ -102,7 +104,6 @@ class EndpointListApi(APIView):
 
 
 class EndpointDetailApi(APIView):
-    @extend_schema_serializer(component_name="EndpointUpdateInput")
     class InputSerializer(serializers.Serializer):
         public = serializers.BooleanField(required=False)
         protected = serializers.BooleanField(required=False)
@@ -139,7 +140,6 @@ def _release_response(release: Release) -> Response:
 
 
 class EndpointPromoteApi(APIView):
-    @extend_schema_serializer(component_name="EndpointPromoteInput")
     class InputSerializer(serializers.Serializer):
         version = serializers.IntegerField(min_value=1)
         canary_percent = serializers.IntegerField(required=False, allow_null=True, default=None)
@@ -152,7 +152,8 @@ class EndpointPromoteApi(APIView):
         )
         reason = serializers.CharField(required=False, allow_blank=True, default="")
 
-    @extend_schema(request=InputSerializer, responses={201: ReleaseOutputSerializer})
+    @extend_schema(request=InputSerializer, responses={201: ReleaseOutputSerializer, **error_responses(409, 422)})
+    @idempotent
     def post(self, request: Request, name: str) -> Response:
         """Promote a version (or start/adjust a canary); `shadow_version: null` clears the shadow.
 
@@ -178,11 +179,11 @@ class EndpointPromoteApi(APIView):
 
 
 class EndpointRollbackApi(APIView):
-    @extend_schema_serializer(component_name="EndpointRollbackInput")
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(required=False, allow_blank=True, default="")
 
-    @extend_schema(request=InputSerializer, responses={201: ReleaseOutputSerializer})
+    @extend_schema(request=InputSerializer, responses={201: ReleaseOutputSerializer, **error_responses(409)})
+    @idempotent
     def post(self, request: Request, name: str) -> Response:
         """Roll back, as a new release: remove a live canary; otherwise bring back the previous primary, alone."""
         actor = Actor.from_request(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,14 +30,62 @@ from teams.services import audit_record
 logger = logging.getLogger(__name__)
 
 
+# While the cache is away, a failed stamp bump is tried again this often (serving follows within this of its return).
+STAMP_RETRY_SECONDS = 0.25
+_stamp_retry_lock = threading.Lock()
+_stamp_retry_thread: threading.Thread | None = None
+_stamp_failures = 0
+
+
 def release_stamp_bump() -> None:
-    """Tell every serving process, on commit, that releases or endpoint settings changed (they poll this stamp)."""
+    """Tell every serving process, on commit, that releases or endpoint settings changed (they poll this stamp).
+
+    The commit is the truth: a cache that is away never fails the write that was made. This process follows at
+    once (the signal), the bump is retried until the cache is back, and serving processes re-read the releases
+    from the database whenever they could not read the stamp (serving.router).
+    """
 
     def announce() -> None:
-        cache.set(RELEASE_STAMP_KEY, time.time_ns(), timeout=None)
         releases_changed.send(sender=Release)
+        if not _stamp_set():
+            logger.warning("the release stamp could not be bumped (cache away); retrying until it is back")
+            _stamp_retry_start()
 
     transaction.on_commit(announce)
+
+
+def _stamp_set() -> bool:
+    try:
+        cache.set(RELEASE_STAMP_KEY, time.time_ns(), timeout=None)
+    except Exception:  # noqa: BLE001  (any cache backend error: the caller says so and retries)
+        return False
+    return True
+
+
+def _stamp_retry_start() -> None:
+    global _stamp_retry_thread, _stamp_failures
+    with _stamp_retry_lock:
+        _stamp_failures += 1
+        # One retrying thread per process is enough: one bump that lands announces every change before it.
+        if _stamp_retry_thread is None:
+            _stamp_retry_thread = threading.Thread(target=_stamp_retry, name="release-stamp-retry", daemon=True)
+            _stamp_retry_thread.start()
+
+
+def _stamp_retry() -> None:
+    global _stamp_retry_thread
+    while True:
+        time.sleep(STAMP_RETRY_SECONDS)
+        with _stamp_retry_lock:
+            failures = _stamp_failures
+        if not _stamp_set():
+            continue
+        with _stamp_retry_lock:
+            # A bump that failed while this one was on its way is not covered by it: go round again.
+            if failures == _stamp_failures:
+                _stamp_retry_thread = None
+                logger.info("the release stamp is bumped again (cache back)")
+                return
 
 
 def version_check_deployable(*, version: ModelVersion, model: RegisteredModel) -> None:

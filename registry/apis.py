@@ -17,11 +17,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.errors import ApplicationError, NotFoundError
+from common.idempotency import idempotent
+from common.openapi import UploadField, error_responses
 from registry.benchmark_services import version_benchmark_request
 from registry.conversion_services import parity_override, version_convert_request
 from registry.formats.base import QUANTIZATIONS, TARGETS, Recipe
 from registry.jobs import job_cancel
-from registry.models import Job, ModelVersion, RegisteredModel
+from registry.models import Job, ModelVersion, RegisteredModel, model_name_validator
 from registry.selectors import (
     job_get,
     job_list,
@@ -32,7 +34,7 @@ from registry.selectors import (
 )
 from registry.services import Upload, model_version_create, registered_model_create
 from registry.storage import artifact_storage
-from registry.uploads import UploadLimitMiddleware, upload_was_too_large
+from registry.uploads import BodyLimitMiddleware, upload_was_too_large
 from teams.choices import Action
 from teams.permissions import Actor, actor_can
 from teams.selectors import team_get_for_actor
@@ -42,7 +44,7 @@ class ModelOutputSerializer(serializers.Serializer):
     team = serializers.CharField(source="team.slug")
     name = serializers.CharField()
     description = serializers.CharField()
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     created_at = serializers.DateTimeField()
     version_count = serializers.IntegerField(default=0)
     latest_version = serializers.IntegerField(default=None, allow_null=True)
@@ -63,13 +65,13 @@ class VersionOutputSerializer(serializers.Serializer):
     metadata = serializers.JSONField()
     description = serializers.CharField()
     tags = serializers.JSONField()
-    parent = serializers.IntegerField(source="parent.number", default=None)  # type: ignore[assignment]  # (DRF pops declared fields off the class)
+    parent = serializers.IntegerField(source="parent.number", default=None, allow_null=True)  # type: ignore[assignment]  # (DRF pops declared fields off the class)
     recipe = serializers.JSONField()
     parity = serializers.JSONField()
     parity_override = serializers.SerializerMethodField()
     benchmark = serializers.JSONField()
     sample_filename = serializers.CharField()
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     created_at = serializers.DateTimeField()
 
     def get_model(self, version: ModelVersion) -> str:
@@ -88,7 +90,7 @@ class VersionOutputSerializer(serializers.Serializer):
 class ModelListApi(APIView):
     class InputSerializer(serializers.Serializer):
         team = serializers.CharField()
-        name = serializers.CharField(max_length=100)
+        name = serializers.CharField(max_length=100, validators=[model_name_validator])
         description = serializers.CharField(required=False, allow_blank=True, default="")
 
     @extend_schema(
@@ -102,7 +104,7 @@ class ModelListApi(APIView):
         )
         return Response(ModelOutputSerializer(models, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: ModelOutputSerializer})
+    @extend_schema(request=InputSerializer, responses={201: ModelOutputSerializer, **error_responses(409)})
     def post(self, request: Request) -> Response:
         actor = Actor.from_request(request)
         data = self.InputSerializer(data=request.data)
@@ -132,8 +134,8 @@ class VersionListApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     class InputSerializer(serializers.Serializer):
-        file = serializers.FileField(allow_empty_file=False)
-        sample = serializers.FileField(required=False, allow_empty_file=False)
+        file = UploadField(allow_empty_file=False)
+        sample = UploadField(required=False, allow_empty_file=False)
         description = serializers.CharField(required=False, allow_blank=True, default="")
         tags = serializers.CharField(required=False, allow_blank=True, default="", help_text="Comma-separated.")
 
@@ -145,8 +147,9 @@ class VersionListApi(APIView):
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
         parameters=[OpenApiParameter("create_model", bool, description="Register a missing model with this version.")],
-        responses={201: VersionOutputSerializer},
+        responses={201: VersionOutputSerializer, **error_responses(409, 413, 422)},
     )
+    @idempotent
     def post(self, request: Request, team: str, model: str) -> Response:
         """Upload a model file as the next version; formats that need a worker come back `processing`."""
         actor = Actor.from_request(request)
@@ -172,7 +175,7 @@ class VersionListApi(APIView):
         )
         # Checked before the body is parsed (under ASGI the front door, registry.uploads, already did), and
         # again after: the upload handler stops a body that passes the limit despite its Content-Length.
-        if length > limit + UploadLimitMiddleware.ENVELOPE_BYTES:
+        if length > limit + BodyLimitMiddleware.ENVELOPE_BYTES:
             raise too_large
         form = request.data
         if upload_was_too_large(request):
@@ -228,7 +231,7 @@ def artifact_response(version: ModelVersion, *, sample: bool = False) -> FileRes
 
 
 class VersionArtifactApi(APIView):
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(responses={(200, "application/octet-stream"): bytes, **error_responses(410)})
     def get(self, request: Request, team: str, model: str, number: int) -> Any:
         version = model_version_get(actor=Actor.from_request(request), team_slug=team, name=model, number=number)
         return artifact_response(version)
@@ -253,7 +256,7 @@ class JobOutputSerializer(serializers.Serializer):
     worker = serializers.CharField()
     attempts = serializers.IntegerField()
     cancel_requested = serializers.BooleanField()
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -267,7 +270,8 @@ class VersionConversionApi(APIView):
         target = serializers.ChoiceField(choices=TARGETS)
         quantization = serializers.ChoiceField(choices=QUANTIZATIONS, default="none")
 
-    @extend_schema(request=InputSerializer, responses={202: JobOutputSerializer})
+    @extend_schema(request=InputSerializer, responses={202: JobOutputSerializer, **error_responses(409, 422)})
+    @idempotent
     def post(self, request: Request, team: str, model: str, number: int) -> Response:
         """Convert the version (a new version with a parity report); 202 with the job to follow."""
         actor = Actor.from_request(request)
@@ -279,7 +283,8 @@ class VersionConversionApi(APIView):
 
 
 class VersionBenchmarkApi(APIView):
-    @extend_schema(request=None, responses={202: JobOutputSerializer})
+    @extend_schema(request=None, responses={202: JobOutputSerializer, **error_responses(409, 422)})
+    @idempotent
     def post(self, request: Request, team: str, model: str, number: int) -> Response:
         """Benchmark the version with the runtime that serves it; 202 with the job to follow."""
         actor = Actor.from_request(request)
@@ -292,7 +297,7 @@ class VersionParityOverrideApi(APIView):
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=2000)
 
-    @extend_schema(request=InputSerializer, responses=VersionOutputSerializer)
+    @extend_schema(request=InputSerializer, responses={200: VersionOutputSerializer, **error_responses(409)})
     def post(self, request: Request, team: str, model: str, number: int) -> Response:
         """Accept a failed parity report (admins), so the version can be deployed; audited."""
         actor = Actor.from_request(request)
@@ -327,7 +332,7 @@ class JobDetailApi(APIView):
 
 
 class JobCancelApi(APIView):
-    @extend_schema(request=None, responses=JobOutputSerializer)
+    @extend_schema(request=None, responses={200: JobOutputSerializer, **error_responses(409)})
     def post(self, request: Request, job_id: int) -> Response:
         actor = Actor.from_request(request)
         job = job_cancel(actor=actor, job=job_get(actor=actor, job_id=job_id))

@@ -1,7 +1,9 @@
 """The job lifecycle: create, start, report progress, finish, cancel, and reap jobs whose worker died.
 
 Every status change is a conditional UPDATE on the current status, so two workers (a redelivered message, a
-retry racing the reaper) can never both run or finish the same job.
+retry racing the reaper) can never both run or finish the same job. The job row is the truth, the broker's
+message only a nudge: a message that never reached the broker (it was away) or was lost with it is sent again
+by the reaper, and a duplicate message finds the job no longer queued and does nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from common.errors import ApplicationError
@@ -31,6 +33,8 @@ logger = logging.getLogger(__name__)
 # A running job's worker refreshes heartbeat_at this often; the reaper acts once it is JOB_LOST_AFTER old.
 HEARTBEAT_SECONDS = 10
 JOB_LOST_AFTER = timedelta(seconds=60)
+# A job queued (or queued again) this long ago that no worker claimed is sent to the broker again.
+JOB_UNCLAIMED_AFTER = timedelta(seconds=60)
 MAX_ATTEMPTS = 3
 LOG_LIMIT = 200
 TRACE_LIMIT = 20_000
@@ -69,7 +73,20 @@ def job_enqueue_on_commit(job: Job) -> None:
     from registry.tasks import job_run_task
 
     job_id = job.pk
-    transaction.on_commit(lambda: job_run_task.delay(job_id))
+    transaction.on_commit(lambda: task_send(job_run_task, job_id))
+
+
+def task_send(task: Any, *args: Any) -> bool:
+    """Send a task to the broker; when it is away, say so and return False (the reaper sends it again later).
+
+    Used after commit: the row is written and is the truth, so a broker outage never fails the request that made it.
+    """
+    try:
+        task.delay(*args)
+    except Exception:
+        logger.warning("%s%r not sent (broker away); the reaper sends it again", task.name, args, exc_info=True)
+        return False
+    return True
 
 
 def _log_entry(message: str) -> dict[str, str]:
@@ -203,7 +220,8 @@ def jobs_reap(*, now: Any = None) -> list[int]:
             update = {"status": JobStatus.FAILED, "finished_at": now, "error": reason}
             note = f"failed: {reason}"
         else:
-            update = {"status": JobStatus.QUEUED, "worker": "", "heartbeat_at": None}
+            # updated_at starts the unclaimed clock: .update() does not set it by itself.
+            update = {"status": JobStatus.QUEUED, "worker": "", "heartbeat_at": None, "updated_at": now}
             note = f"worker {job.worker or '?'} stopped sending heartbeats (attempt {job.attempts}); queued again"
         log = [*job.log, {"at": now.isoformat(), "message": note}][-LOG_LIMIT:]
         # Conditional on the heartbeat we judged stale: a worker that just reported in keeps its job.
@@ -217,24 +235,46 @@ def jobs_reap(*, now: Any = None) -> list[int]:
             if job.status == JobStatus.QUEUED:
                 from registry.tasks import job_run_task
 
-                job_run_task.delay(job.pk)
+                task_send(job_run_task, job.pk)
             _publish(job)
     return touched
 
 
-class Heartbeat:
-    """Refresh a running job's heartbeat from a background thread while long steps run (converters, TF)."""
+def jobs_resend_unclaimed(*, now: Any = None) -> list[int]:
+    """Send queued jobs that no worker claimed within JOB_UNCLAIMED_AFTER to the broker again.
 
-    def __init__(self, job_id: int, every: float = HEARTBEAT_SECONDS) -> None:
-        self.job_id = job_id
+    Their message may never have got there (the broker was away at enqueue) or been lost with it; a duplicate
+    finds the job claimed and does nothing.
+    """
+    from registry.tasks import job_run_task
+
+    now = now or timezone.now()
+    sent = []
+    unclaimed = Job.objects.filter(status=JobStatus.QUEUED, updated_at__lt=now - JOB_UNCLAIMED_AFTER)
+    for job in unclaimed.only("pk", "updated_at", "log"):
+        log = [*job.log, {"at": now.isoformat(), "message": "no worker took it yet; sent to the queue again"}]
+        # Conditional on what we read: a job claimed or cancelled meanwhile is left alone.
+        if Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED, updated_at=job.updated_at).update(
+            updated_at=now, log=log[-LOG_LIMIT:]
+        ) and task_send(job_run_task, job.pk):
+            sent.append(job.pk)
+    return sent
+
+
+class Heartbeat:
+    """Refresh a timestamp of some rows from a background thread while long steps run (converters, TF)."""
+
+    def __init__(self, rows: QuerySet[Any], field: str = "heartbeat_at", every: float = HEARTBEAT_SECONDS) -> None:
+        self.rows = rows
+        self.field = field
         self.every = every
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"job-{job_id}-heartbeat", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{rows.model.__name__}-heartbeat", daemon=True)
 
     def _run(self) -> None:
         try:
             while not self._stop.wait(self.every):
-                Job.objects.filter(pk=self.job_id, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
+                self.rows.update(**{self.field: timezone.now()})
         finally:
             connection.close()  # this thread's own connection
 
@@ -262,7 +302,7 @@ def job_run(job_id: int, worker: str, handlers: dict[str, JobHandler]) -> None:
     if job is None:
         return
     try:
-        with Heartbeat(job.pk):
+        with Heartbeat(Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING)):
             result, produced = handlers[job.kind](job)
         job_finish(job, JobStatus.SUCCEEDED, result=result, result_version=produced)
     except JobCancelled:

@@ -7,8 +7,8 @@ from celery import shared_task
 from registry.benchmark_services import auto_benchmark, benchmark_job_run
 from registry.choices import JobKind, VersionStatus
 from registry.conversion_services import auto_conversions_enqueue, conversion_job_run
-from registry.jobs import JobHandler, job_run, jobs_reap
-from registry.services import model_version_inspect
+from registry.jobs import JobHandler, job_run, jobs_reap, jobs_resend_unclaimed
+from registry.services import model_version_inspect, versions_inspect_resend
 from registry.storage import artifact_orphans_delete
 
 ORPHAN_MIN_AGE = timedelta(hours=1)
@@ -33,8 +33,10 @@ def job_run_task(self, job_id: int) -> None:  # type: ignore[no-untyped-def]
 
 @shared_task(ignore_result=True)
 def jobs_reap_task() -> None:
-    """Requeue or fail jobs whose worker died (beat runs this every 30 s)."""
+    """Requeue or fail jobs whose worker died; send again what no worker took (beat runs this every 30 s)."""
     jobs_reap()
+    jobs_resend_unclaimed()
+    versions_inspect_resend()
 
 
 @shared_task(ignore_result=True)

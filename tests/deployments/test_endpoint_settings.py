@@ -150,3 +150,48 @@ def test_each_release_is_announced_on_the_team_stream_after_commit(setup) -> Non
             },
         },
     ]
+
+
+class FlakyCache:
+    """A cache whose writes fail while `away` (Redis stopped), then land."""
+
+    def __init__(self) -> None:
+        self.away = True
+        self.values: dict[str, object] = {}
+
+    def set(self, key: str, value: object, timeout: object = None) -> None:
+        if self.away:
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        self.values[key] = value
+
+
+def test_a_release_made_while_the_cache_is_away_is_committed_and_its_stamp_bumped_once_it_is_back(
+    setup,  # noqa: F811
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+) -> None:
+    from deployments import services
+    from deployments.selectors import RELEASE_STAMP_KEY
+    from deployments.signals import releases_changed
+    from tests.registry.test_worker_kill import wait_until
+
+    dev, _, model = setup
+    actor = Actor(user=dev.user)
+    endpoint = endpoint_create(actor=actor, model=model, name="iris", version=model.versions.get(number=1))
+    flaky = FlakyCache()
+    monkeypatch.setattr(services, "cache", flaky)
+    monkeypatch.setattr(services, "STAMP_RETRY_SECONDS", 0.01)
+    told: list[object] = []
+    releases_changed.connect(lambda **kwargs: told.append(kwargs["sender"]), weak=False, dispatch_uid="test-told")
+    try:
+        # Before: the failed stamp write escaped the on-commit hook and the committed promote answered 500.
+        with django_capture_on_commit_callbacks(execute=True):
+            release = release_promote(actor=actor, endpoint=endpoint, version=model.versions.get(number=2))
+    finally:
+        releases_changed.disconnect(dispatch_uid="test-told")
+    assert release.number == 2 and endpoint.releases.count() == 2
+    assert told  # this process follows at once, from the database
+    assert flaky.values == {}
+    flaky.away = False
+    wait_until(lambda: RELEASE_STAMP_KEY in flaky.values, 5, "the stamp to be bumped once the cache is back")
+    wait_until(lambda: services._stamp_retry_thread is None, 5, "the retrying thread to end")

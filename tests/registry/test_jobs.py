@@ -178,7 +178,7 @@ def test_the_heartbeat_thread_keeps_a_long_step_alive(tmp_path, monkeypatch) -> 
     job = job_create(actor=actor, version=version, kind=JobKind.CONVERT, params={"target": "onnx"})
     old = timezone.now() - timedelta(minutes=5)
     Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, heartbeat_at=old)
-    with Heartbeat(job.pk, every=0.1):
+    with Heartbeat(Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING), every=0.1):
         time.sleep(0.5)
     job.refresh_from_db()
     assert job.heartbeat_at is not None
