@@ -32,6 +32,7 @@ from registry.formats.base import (
     error_summary,
     signature_differences,
 )
+from registry.load_check import runtime_load_check
 
 if TYPE_CHECKING:
     from onnx import GraphProto, ModelProto
@@ -583,37 +584,24 @@ def _conversion_failed(tool: str, exc: BaseException) -> ConversionError:
 
 
 def _check_result(dest: Path, recipe: Recipe, signature: Signature) -> Inspection:
-    """Inspect the converted file with its format's own inspector and check it kept the source's names."""
+    """Inspect the converted file with its format's own inspector, check its serving runtime loads and runs it, and
+    check it kept the source's names."""
     try:
         inspection = _TARGET_FORMATS[recipe.target].inspect(dest)
+        # What the checker passes onnxruntime may still refuse: load and warm it as serving will.
+        runtime_load_check(format_name=recipe.target, path=dest, signature=inspection.signature)
     except ModelFileError as exc:
         raise ConversionError(
             "conversion_failed",
             f"The converted {describe_recipe(recipe)} model does not load: {exc.message}",
             {"reason": exc.code},
         ) from exc
-    if recipe.target == "onnx":
-        _check_loads_in_onnxruntime(dest, recipe)
     _check_names("input", [s.name for s in signature.inputs], [s.name for s in inspection.signature.inputs])
     # The TFLite converter names outputs itself (output_0, ... or the SavedModel's keys); parity matches by position
     # when those differ. The ONNX outputs are named here, so a difference there is a bug worth stopping on.
     if recipe.target == "onnx":
         _check_names("output", [s.name for s in signature.outputs], [s.name for s in inspection.signature.outputs])
     return inspection
-
-
-def _check_loads_in_onnxruntime(dest: Path, recipe: Recipe) -> None:
-    """Refuse a converted ONNX file that onnxruntime, which serves it, cannot load (the checker alone passes some)."""
-    import onnxruntime as ort
-
-    try:
-        ort.InferenceSession(str(dest), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ConversionError(
-            "conversion_failed",
-            f"The converted {describe_recipe(recipe)} model does not load in onnxruntime: {error_summary(exc)}.",
-            {"reason": "onnxruntime_load"},
-        ) from exc
 
 
 def _check_names(role: str, source: list[str], converted: list[str]) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from common.errors import ApplicationError
 from registry.benchmark_services import auto_benchmark
@@ -17,6 +20,8 @@ from registry.choices import VersionStatus
 from registry.formats import FORMATS, detect, precheck
 from registry.formats.base import Inspection, ModelFileError, Signature
 from registry.formats.pickled import PICKLE_REFUSAL_MESSAGE
+from registry.jobs import Heartbeat, task_send
+from registry.load_check import is_servable, runtime_load_check
 from registry.models import ModelVersion, RegisteredModel
 from registry.samples import sample_check, sample_summarize
 from registry.storage import artifact_delete_if_unreferenced, artifact_local_path, artifact_put
@@ -28,6 +33,11 @@ from teams.services import audit_record
 logger = logging.getLogger(__name__)
 
 MAX_TAGS = 20
+# A version processing with no sign of a live inspection (its worker touches updated_at) this long is sent again:
+# its message never reached the broker (it was away at upload), was lost with it, or its worker died.
+INSPECTION_LOST_AFTER = timedelta(seconds=60)
+# A version still processing this long after its upload is failed: its inspection keeps dying.
+INSPECTION_GIVE_UP_AFTER = timedelta(hours=3)
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,8 @@ def model_version_create(
         problem = sample_check(sample_summary, inspection.signature)
         if problem:
             raise ModelFileError("sample_mismatch", problem)
+    if inspection is not None:
+        _check_loads(fmt.name, upload.path, inspection, upload.sha256)
 
     stored: list[str] = []
     try:
@@ -140,7 +152,7 @@ def model_version_create(
                 from registry.tasks import model_version_inspect_task
 
                 version_id = version.pk
-                transaction.on_commit(lambda: model_version_inspect_task.delay(version_id))
+                transaction.on_commit(lambda: task_send(model_version_inspect_task, version_id))
             elif version.metadata.get("serving_rewrite"):
                 from registry.conversion_services import auto_conversions_enqueue
 
@@ -158,6 +170,12 @@ def model_version_create(
     return version
 
 
+def _check_loads(format_name: str, path: Path, inspection: Inspection, sha256: str) -> None:
+    """Refuse a servable file its serving runtime cannot load and run (in a child process, within limits)."""
+    if is_servable(format_name, inspection.metadata):
+        runtime_load_check(format_name=format_name, path=path, signature=inspection.signature, sha256=sha256)
+
+
 def _apply_inspection(version: ModelVersion, inspection: Inspection) -> None:
     fields = inspection.to_fields()
     version.signature = fields["signature"]
@@ -169,20 +187,24 @@ def _apply_inspection(version: ModelVersion, inspection: Inspection) -> None:
 
 
 def model_version_inspect(*, version_id: int) -> ModelVersion | None:
-    """Inspect a `processing` version in the worker and mark it `ready` or `failed` with the reason."""
+    """Inspect a `processing` version in the worker, check it loads where it is served, and mark it `ready` or
+    `failed` with the reason."""
     version = ModelVersion.objects.select_related("model__team").filter(pk=version_id).first()
     if version is None or version.status != VersionStatus.PROCESSING:
         return version  # already finished (a retry or a duplicate delivery)
     fmt = FORMATS[version.format]
+    processing = ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.PROCESSING)
+    processing.update(updated_at=timezone.now())  # alive: the reaper leaves a running inspection alone
     try:
         if fmt.name == "pickle" and not version.model.team.trusted_pickle:
             raise ModelFileError("pickle_refused", PICKLE_REFUSAL_MESSAGE)
-        with artifact_local_path(version.artifact_key) as path:
+        with artifact_local_path(version.artifact_key) as path, Heartbeat(processing, field="updated_at"):
             inspection = fmt.inspect(path)
-        sample = version.metadata.get("sample")
-        problem = sample_check(sample, inspection.signature) if sample is not None else None
-        if problem:
-            raise ModelFileError("sample_mismatch", problem)
+            sample = version.metadata.get("sample")
+            problem = sample_check(sample, inspection.signature) if sample is not None else None
+            if problem:
+                raise ModelFileError("sample_mismatch", problem)
+            _check_loads(fmt.name, path, inspection, version.sha256)
     except ModelFileError as exc:
         key = version.artifact_key
         # A model whose sample does not fit it is not a bad file: only the file's own refusals delete it.
@@ -197,6 +219,33 @@ def model_version_inspect(*, version_id: int) -> ModelVersion | None:
         return _finish(version, VersionStatus.FAILED, "Inspection failed unexpectedly; the error has been logged.")
     _apply_inspection(version, inspection)
     return _finish(version, VersionStatus.READY, "", inspection)
+
+
+def versions_inspect_resend(*, now: Any = None) -> list[int]:
+    """Send the inspection of versions stuck processing again; fail those processing past INSPECTION_GIVE_UP_AFTER.
+
+    A duplicate inspection is harmless: only a version still processing is finished, once.
+    """
+    from registry.tasks import model_version_inspect_task
+
+    now = now or timezone.now()
+    stuck = ModelVersion.objects.filter(status=VersionStatus.PROCESSING, updated_at__lt=now - INSPECTION_LOST_AFTER)
+    given_up = stuck.filter(created_at__lt=now - INSPECTION_GIVE_UP_AFTER).update(
+        status=VersionStatus.FAILED,
+        status_message="Its inspection never finished (a worker kept dying on it, or none was running); "
+        "upload it again.",
+        updated_at=now,
+    )
+    if given_up:
+        logger.warning("%d version(s) failed: inspection never finished", given_up)
+    sent = []
+    for pk, updated_at in stuck.values_list("pk", "updated_at"):
+        # Conditional on what we read: an inspection that started meanwhile is left alone.
+        if ModelVersion.objects.filter(pk=pk, status=VersionStatus.PROCESSING, updated_at=updated_at).update(
+            updated_at=now
+        ) and task_send(model_version_inspect_task, pk):
+            sent.append(pk)
+    return sent
 
 
 def _finish(

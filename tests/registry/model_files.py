@@ -66,6 +66,48 @@ def _onnx_model(features: int, classes: int, seed: int) -> Any:
     return model
 
 
+def onnx_with_unknown_op(path: Path, domain: str = "com.example.tenant") -> Path:
+    """Write an ONNX model x[N, 4] -> y[N, 4] through an op of a custom domain: onnx.checker passes it (it cannot
+    know the domain's ops), and no runtime has the op, so it never loads."""
+    from onnx import TensorProto, checker, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Frobnicate", ["x"], ["y"], domain=domain)],
+        "unknown_op",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", FEATURES])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", FEATURES])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(domain, 1)])
+    model.ir_version = 8
+    checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def onnx_needing_memory(path: Path, megabytes: int) -> Path:
+    """Write a tiny ONNX model x[N, 4] -> y[N, 4] that fills a tensor of `megabytes` MB on every run (adding its sum
+    to x), so loading and warming it needs that much memory."""
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [1], [megabytes * 250_000])
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    graph = helper.make_graph(
+        [
+            helper.make_node("ConstantOfShape", ["shape"], ["big"], value=one),
+            helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+            helper.make_node("Add", ["x", "total"], ["y"]),
+        ],
+        "needs_memory",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", FEATURES])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", FEATURES])],
+        initializer=[shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
 @contextmanager
 def _quiet_keras_save() -> Iterator[None]:
     # Keras 3.15's convert_to_numpy trips numpy 2.4's __array__(copy=...) deprecation on every save; not ours to fix.
