@@ -18,7 +18,7 @@ from django.conf import settings  # noqa: E402
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
-from registry.uploads import UploadLimitMiddleware  # noqa: E402
+from registry.uploads import BodyLimitMiddleware  # noqa: E402
 from serving.asgi import ASGIApp, DataPlane  # noqa: E402
 from serving.views import ROUTES  # noqa: E402
 
@@ -32,7 +32,7 @@ application = DataPlane(
         ProxyHeadersMiddleware(
             ProtocolTypeRouter(
                 {
-                    "http": UploadLimitMiddleware(django_asgi_app),
+                    "http": BodyLimitMiddleware(django_asgi_app),
                     "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
                 }
             ),

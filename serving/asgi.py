@@ -9,6 +9,7 @@ query per request; Django still serves the browser, the REST API and the websock
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -21,6 +22,8 @@ from django.conf import settings
 from monitoring.drift import drift_monitor
 from monitoring.flusher import flusher
 from monitoring.recorder import recorder
+from serving.outage import DATABASE_AWAY, DatabaseUnavailable
+from serving.protocols.errors import ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +34,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PREFIXES = ("/v2", "/v1/models", "/mlflow/")
 RESOLVED_MAX = 4096
+# A refused request's unread body up to this (uvicorn's HIGH_WATER_LIMIT) is read and dropped so the connection can
+# serve the next request, as uvicorn does; a larger or chunked one is not waited for: the answer says
+# `connection: close` and the connection is closed once it is written (nginx's answer to a body it will not read).
+DRAIN_BYTES = 64 * 1024
+RETRY_AFTER_SECONDS = "1"
 
 
 @dataclass
 class Request:
+    """One inference request. Its body is not read until the handler has passed the header phase (the caller is
+    authenticated, the endpoint resolved, the content type and declared length checked) and calls `read()`."""
+
     method: str
     path: str
     headers: dict[str, str]
@@ -42,6 +53,20 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)
     # Set by an inference handler once it knows the version: (endpoint, version number, role, rows) to record.
     metric: tuple[str, int, str, int] | None = None
+    # How the transport reads the body (None: read already, or there is none).
+    reader: Callable[[Request], Awaitable[bytes]] | None = None
+    # Bytes of the process's in-flight body budget this request holds until it is answered.
+    reserved: int = 0
+    # The peer's address (a proxy's, behind one: serving.auth.client_address reads X-Forwarded-For when it must).
+    client: str = ""
+
+    async def read(self) -> bytes:
+        """The whole body; raises ProtocolError 408 (too slow), 413 (too large) or 503 (the server is full)."""
+        reader = self.reader
+        if reader is not None:
+            self.reader = None
+            self.body = await reader(self)
+        return self.body
 
 
 @dataclass
@@ -49,10 +74,6 @@ class Response:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -64,6 +85,7 @@ class DataPlane:
     # For serving.fastpath, which cannot import this module before Django is set up.
     request_class = Request
     raw_prefixes = tuple(prefix.encode() for prefix in PREFIXES)  # matched against the request target's bytes
+    drain_bytes = DRAIN_BYTES
 
     def __init__(self, app: ASGIApp, routes: list[tuple[re.Pattern[str], dict[str, Handler]]]) -> None:
         self.app = app
@@ -71,6 +93,9 @@ class DataPlane:
         # (method, path) -> handler and path parameters (read-only): the same few paths carry nearly every request.
         self._resolved: dict[tuple[str, str], tuple[Handler, dict[str, str]]] = {}
         self.max_body = settings.MODELDECK_MAX_INFER_BYTES
+        self.body_timeout = settings.MODELDECK_BODY_TIMEOUT_SECONDS
+        self.inflight_limit = settings.MODELDECK_MAX_INFLIGHT_BODY_BYTES
+        self.inflight = 0  # body bytes this process is receiving or holding for requests not yet answered
         recorder.enabled = settings.MODELDECK_RECORD_INFERENCE
         drift_monitor.sample_rate = settings.MODELDECK_DRIFT_SAMPLE_RATE if recorder.enabled else 0.0
 
@@ -115,13 +140,61 @@ class DataPlane:
             return handler, {k: v for k, v in match.groupdict().items() if v}
         return _error(path, 404, f"no inference API at {path}")
 
+    def on_headers(self, method: str, path: str, declared: int | None) -> tuple[Handler, dict[str, str]] | Response:
+        """The header phase every transport runs before reading any body: the route (404/405) and the declared length
+        (413). The handler then checks the caller, the endpoint and the content type before it reads the body."""
+        resolved = self.resolve(method, path)
+        if isinstance(resolved, Response):
+            return resolved
+        if declared is not None and declared > self.max_body:
+            return self.too_large(path)
+        return resolved
+
     def too_large(self, path: str) -> Response:
         return _error(path, 413, f"the request body is larger than {self.max_body} bytes")
+
+    def too_large_error(self) -> ProtocolError:
+        return ProtocolError(f"the request body is larger than {self.max_body} bytes", 413, {"connection": "close"})
+
+    def too_slow_error(self) -> ProtocolError:
+        message = f"the request body did not arrive within {self.body_timeout:g} s"
+        return ProtocolError(message, 408, {"connection": "close"})
+
+    def reserve(self, request: Request, size: int) -> None:
+        """Count `size` more body bytes against the process's in-flight cap, or refuse the request with 503."""
+        if self.inflight + size > self.inflight_limit:
+            message = "the server is receiving too many request bodies at once; retry shortly"
+            raise ProtocolError(message, 503, {"retry-after": RETRY_AFTER_SECONDS, "connection": "close"})
+        self.inflight += size
+        request.reserved += size
+
+    def release(self, request: Request) -> None:
+        self.inflight -= request.reserved
+        request.reserved = 0
+
+    @staticmethod
+    def declared_length(headers: dict[str, str]) -> int | None:
+        """The Content-Length a request declares (the HTTP parser has refused a malformed one already)."""
+        declared = headers.get("content-length")
+        return int(declared) if declared is not None and declared.isascii() and declared.isdigit() else None
+
+    @staticmethod
+    def closing(response: Response, declared: int | None, complete: bool) -> Response:
+        """`response`, told to close the connection when the body it leaves unread is too large to drain."""
+        if complete or (declared is not None and declared <= DRAIN_BYTES) or "connection" in response.headers:
+            return response
+        return Response(response.status, response.body, {**response.headers, "connection": "close"})
 
     async def answer(self, request: Request, handler: Handler) -> Response:
         """Run a resolved request's handler; a bug still answers in the protocol's shape, and is logged."""
         try:
             return await handler(request)
+        except DATABASE_AWAY:  # a lookup that could not be made is no bug: the client may retry
+            logger.warning("the database is away on %s %s", request.method, request.path, exc_info=True)
+            unavailable = DatabaseUnavailable("cannot answer now")
+            response = _error(request.path, unavailable.status, unavailable.message)
+            response.headers.update(unavailable.headers or {})
+            return response
         except Exception:
             logger.exception("data plane error on %s %s", request.method, request.path)
             return _error(request.path, 500, "internal error; the server log has the details")
@@ -135,35 +208,26 @@ class DataPlane:
 
     async def _respond(self, scope: Scope, receive: Receive) -> tuple[Response, Request | None]:
         path: str = scope["path"]
-        resolved = self.resolve(scope["method"], path)
-        if isinstance(resolved, Response):
-            return resolved, None
-        handler, params = resolved
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        declared = self.declared_length(headers)
+        complete = declared == 0 or (declared is None and "transfer-encoding" not in headers)
+        resolved = self.on_headers(scope["method"], path, declared)
+        if isinstance(resolved, Response):
+            return self.closing(resolved, declared, complete), None
+        handler, params = resolved
+        client = scope.get("client")
+        request = Request(scope["method"], path, headers, b"", params, client=client[0] if client else "")
+        body = None if complete else _AsgiBody(self, receive, declared)
+        if body is not None:
+            request.reader = body.read
         try:
-            body = await self._body(headers, receive) if scope["method"] == "POST" else b""
-        except BodyTooLarge:
-            return self.too_large(path), None
-        request = Request(scope["method"], path, headers, body, params)
-        return await self.answer(request, handler), request
-
-    async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
-        declared = headers.get("content-length")
-        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > self.max_body:
-            raise BodyTooLarge
-        chunks = []
-        size = 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise BodyTooLarge
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            response = await self.answer(request, handler)
+        finally:
+            self.release(request)
+        return self.closing(response, declared, body is None or body.complete), request
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
+        from serving.decoding import decoding_stop
         from serving.router import router_get
 
         while True:
@@ -175,9 +239,62 @@ class DataPlane:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 router_get().stop()
+                decoding_stop()
                 await flusher.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+class _AsgiBody:
+    """Reads one request's body from ASGI `receive` once its handler asks: within the body timeout (counted from
+    the headers), within the size limit, and counted against the in-flight cap as it arrives."""
+
+    def __init__(self, dataplane: DataPlane, receive: Receive, declared: int | None) -> None:
+        self.dataplane = dataplane
+        self.receive = receive
+        self.declared = declared
+        self.deadline = asyncio.get_running_loop().time() + dataplane.body_timeout
+        self.complete = False
+
+    async def read(self, request: Request) -> bytes:
+        dataplane = self.dataplane
+        if self.declared is not None:
+            dataplane.reserve(request, self.declared)
+        # A timer that cancels this task, not asyncio.timeout(): that costs several µs a request on the hot path.
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_at(self.deadline, expire)
+        chunks = []
+        size = 0
+        try:
+            while True:
+                message = await self.receive()
+                if message["type"] == "http.disconnect":
+                    raise ProtocolError("the client went away before sending the whole body", 400)
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > dataplane.max_body:
+                    raise dataplane.too_large_error()
+                if self.declared is None:
+                    dataplane.reserve(request, len(chunk))
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    self.complete = True
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            task.uncancel()
+            raise dataplane.too_slow_error() from None
+        finally:
+            timer.cancel()
 
 
 def _error(path: str, status: int, message: str) -> Response:

@@ -5,14 +5,17 @@ dicts both ways and two writes: on an earlier, slower development VM an empty AS
 request against 33 µs for the same raw httptools parsing, several times a batched MLP request's share of the model
 (bench/serving.py's batching rows show what is left per request). This protocol answers
 the data plane's paths (GET and POST under /v2, /v1/models and /mlflow/) straight from the parser's callbacks: the
-body is collected as it is parsed, the handler runs once it is complete, and the answer goes out in one write. The
-same `DataPlane` resolves, authorizes, validates, runs and records as on the ASGI path, which every other request
-(and every other method, upgrades, an over-limit server) still takes unchanged.
+handler starts once the headers are parsed and decides on them (route, declared length, token, endpoint, content
+type) before it asks for the body; the body is collected as it is parsed (no more than 64 KiB before it is asked
+for), and the answer goes out in one write. The same `DataPlane` resolves, authorizes, validates, runs and records
+as on the ASGI path, which every other request (and every other method, upgrades, an over-limit server) still takes
+unchanged, with the same body rules (timeout, in-flight cap, what happens to a refused body).
 
 HTTP semantics kept from uvicorn's cycle: keep-alive and `Connection: close` (HTTP/1.0 closes), pipelined requests
-answered in order (fast and ASGI ones mixed), `Expect: 100-continue`, the body limit (413 as soon as a declared
-Content-Length is over it, else once the limit is passed), the server's default headers, the access log, and a
-graceful shutdown that lets a request in flight finish. Use it with `uvicorn --http serving.fastpath:DataPlaneProtocol`.
+answered in order (fast and ASGI ones mixed), `Expect: 100-continue` (answered once the headers are accepted), the
+body limit (413 as soon as a declared Content-Length is over it, else once the limit is passed), the server's
+default headers, the access log, and a graceful shutdown that lets a request in flight finish. Use it with
+`uvicorn --http serving.fastpath:DataPlaneProtocol`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import httptools
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from serving.protocols.errors import ProtocolError
 
 if TYPE_CHECKING:
     from serving.asgi import DataPlane, Handler, Request, Response
@@ -94,12 +99,8 @@ class DataPlaneProtocol(HttpToolsProtocol):
         existing = self.cycle
         self.cycle = cycle  # type: ignore[assignment]  # it has what the protocol and the server touch
         if existing is None or existing.response_complete:
-            cycle.current = True
-            if cycle.rejected is not None:
-                self._start_asgi_task(cycle, self.app)
-            elif cycle.expect_100_continue:
-                self.transport.write(CONTINUE)
-                cycle.expect_100_continue = False
+            # The header phase runs now; the handler reads the body only once it has accepted the request.
+            self._start_asgi_task(cycle, self.app)
         else:
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, self.app))  # type: ignore[arg-type]
@@ -117,16 +118,12 @@ class DataPlaneProtocol(HttpToolsProtocol):
             super().on_message_complete()
             return
         cycle.more_body = False
-        if cycle.current and not cycle.running:
-            self._start_asgi_task(cycle, self.app)
-        else:
-            cycle.wake()
+        cycle.wake()
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         if type(cycle) is not FastCycle:
             super()._start_asgi_task(cycle, app)
             return
-        cycle.current = cycle.running = True
         if self.config.reset_contextvars:
             task = self.loop.create_task(cycle.run(), context=contextvars.Context())
         else:
@@ -140,8 +137,9 @@ class DataPlaneProtocol(HttpToolsProtocol):
 
 
 class FastCycle:
-    """One request on the short way: its body as it arrives, then its answer. Quacks like uvicorn's cycle where the
-    protocol and the server touch it (`response_complete`, `keep_alive`, `disconnected`, `message_event.set()`)."""
+    """One request on the short way: its header phase, its body once the handler asks for it, then its answer. Quacks
+    like uvicorn's cycle where the protocol and the server touch it (`response_complete`, `keep_alive`,
+    `disconnected`, `message_event.set()`)."""
 
     def __init__(
         self,
@@ -166,40 +164,49 @@ class FastCycle:
         self.keep_alive = keep_alive
         self.expect_100_continue = expect_100_continue
         self.started = time.perf_counter()
+        self.deadline = 0.0  # for the body, counted from when this request's turn comes (see run)
         self.chunks: list[bytes] = []
         self.size = 0
-        self.more_body = True
-        self.current = False  # this connection's request being answered (not one queued behind it)
-        self.running = False
+        self.declared = dataplane.declared_length(headers)
+        self.more_body = self.declared != 0 and (self.declared is not None or "transfer-encoding" in headers)
+        self.request: Request | None = None  # set once the handler reads the body
+        self.failure: ProtocolError | None = None  # why the body stopped being read (over the limit or the cap)
         self.disconnected = False
         self.response_complete = False
         self.message_event = self  # connection_lost calls message_event.set()
         self._waiter: asyncio.Future[None] | None = None
         self.handler: Handler | None = None
         self.params: dict[str, str] = {}
-        self.rejected: Response | None = None  # answered without reading the body: no route, or declared too large
-        resolved = dataplane.resolve(method, path)
+        self.rejected: Response | None = None  # answered on the headers alone: no route, or declared too large
+        resolved = dataplane.on_headers(method, path, self.declared)
         if isinstance(resolved, tuple):
             self.handler, self.params = resolved
-            declared = headers.get("content-length")
-            if (
-                declared is not None
-                and declared.isascii()
-                and declared.isdigit()
-                and int(declared) > dataplane.max_body
-            ):
-                self.rejected = dataplane.too_large(path)
         else:
             self.rejected = resolved
 
     def add_body(self, chunk: bytes) -> None:
-        if self.response_complete or self.rejected is not None:
-            return  # answered already: the rest of the body is read and dropped, as uvicorn does
+        if self.response_complete or self.rejected is not None or self.failure is not None:
+            return  # answered already, or refused: the rest of the body is read and dropped, as uvicorn does
         self.size += len(chunk)
+        self.chunks.append(chunk)
+        request = self.request
+        if request is None:
+            if self.size > self.dataplane.drain_bytes:
+                # Not asked for yet (the header phase is running): hold no more than uvicorn's cycle would.
+                self.protocol.flow.pause_reading()
+            return
         if self.size > self.dataplane.max_body:
-            self.chunks = []  # over the limit (a chunked body): answered with 413 once it ends
-        else:
-            self.chunks.append(chunk)
+            self._fail(self.dataplane.too_large_error())
+        elif self.declared is None:
+            try:
+                self.dataplane.reserve(request, len(chunk))
+            except ProtocolError as exc:
+                self._fail(exc)
+
+    def _fail(self, error: ProtocolError) -> None:
+        self.failure = error
+        self.chunks = []
+        self.wake()
 
     def set(self) -> None:
         self.wake()
@@ -208,29 +215,52 @@ class FastCycle:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    async def read(self, request: Request) -> bytes:
+        """The body, once the handler has accepted the request on its headers (`Request.read`)."""
+        dataplane = self.dataplane
+        protocol = self.protocol
+        self.request = request
+        dataplane.reserve(request, self.size if self.declared is None else self.declared)
+        if self.size > dataplane.max_body:
+            raise dataplane.too_large_error()
+        if self.more_body:
+            if self.expect_100_continue and not protocol.transport.is_closing():
+                protocol.transport.write(CONTINUE)
+                self.expect_100_continue = False
+            protocol.flow.resume_reading()
+            try:
+                async with asyncio.timeout_at(self.deadline):
+                    while self.more_body and self.failure is None and not self.disconnected:
+                        self._waiter = protocol.loop.create_future()
+                        await self._waiter
+            except TimeoutError:
+                raise dataplane.too_slow_error() from None
+            if self.failure is not None:
+                raise self.failure
+            if self.disconnected:
+                raise ProtocolError("the client went away before sending the whole body", 400)
+        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+
     async def run(self) -> None:
         protocol = self.protocol
+        dataplane = self.dataplane
         request: Request | None = None
         response = self.rejected
+        self.deadline = protocol.loop.time() + dataplane.body_timeout
         try:
             if response is None:
-                if self.more_body:  # queued behind a pipelined request: its body was left unread
-                    if self.expect_100_continue and not protocol.transport.is_closing():
-                        protocol.transport.write(CONTINUE)
-                    self._waiter = asyncio.get_running_loop().create_future()
-                    protocol.flow.resume_reading()
-                    await self._waiter
-                if self.disconnected:
-                    return
-                if self.size > self.dataplane.max_body:
-                    response = self.dataplane.too_large(self.path)
-                else:
-                    body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-                    assert self.handler is not None
-                    request = self.dataplane.request_class(
-                        self.method, self.path, self.headers, body if self.method == "POST" else b"", self.params
-                    )
-                    response = await self.dataplane.answer(request, self.handler)
+                assert self.handler is not None
+                client = protocol.client
+                request = dataplane.request_class(
+                    self.method, self.path, self.headers, b"", self.params, client=client[0] if client else ""
+                )
+                if self.more_body or self.size:
+                    request.reader = self.read
+                try:
+                    response = await dataplane.answer(request, self.handler)
+                finally:
+                    dataplane.release(request)
+            response = dataplane.closing(response, self.declared, not self.more_body)
             if protocol.flow.write_paused and not self.disconnected:
                 await protocol.flow.drain()
             if self.disconnected or protocol.transport.is_closing():
@@ -243,7 +273,7 @@ class FastCycle:
                 protocol.transport.close()
             return
         if request is not None:
-            self.dataplane.record(request, response.status, time.perf_counter() - self.started)
+            dataplane.record(request, response.status, time.perf_counter() - self.started)
 
     def _write(self, response: Response) -> None:
         protocol = self.protocol
@@ -253,6 +283,9 @@ class FastCycle:
             content += [default_name, b": ", default_value, b"\r\n"]
         content += [b"content-length: ", str(len(body)).encode(), b"\r\n"]
         for name, value in response.headers.items():
+            if name == "connection":
+                self.keep_alive = False  # written once, below
+                continue
             content += [name.encode(), b": ", value.encode("latin-1"), b"\r\n"]
         if not self.keep_alive:
             content.append(b"connection: close\r\n")

@@ -4,12 +4,17 @@ Each web process holds a snapshot of every endpoint's live release with its vers
 A background thread polls the release stamp (bumped on commit by the control plane) and, when it moves, reads the
 live releases, loads and warms any new version, and only then swaps the snapshot in: requests never wait for a
 load and never see a version that is not warm. The request path reads a dict; no database query.
+
+The database is the truth, the stamp only a hint: while the cache is away the stamp reads as "unknown", and the
+first good read after that differs from it, so every process re-reads the releases within a poll of the cache's
+return (a bump missed during the outage is never waited for).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import threading
 import time
@@ -23,8 +28,10 @@ from django.db import close_old_connections
 from deployments.models import Release
 from deployments.selectors import release_live_list, release_stamp
 from registry.formats.base import Signature
+from registry.load_check import load_error_text
 from registry.models import ModelVersion
 from serving.batching import Batcher
+from serving.outage import DATABASE_AWAY
 from serving.runtime_cache import INLINE_BELOW_SECONDS, LoadedVersion, RuntimeCache, VersionKey
 from serving.shadow import ShadowRecorder
 
@@ -34,6 +41,10 @@ logger = logging.getLogger(__name__)
 FULL_REFRESH_SECONDS = 15.0
 # An unknown endpoint name triggers a refresh at most this often (so junk names cannot hammer the database).
 MISS_REFRESH_SECONDS = 1.0
+# While the releases cannot be read, the follower tries again after a poll interval, doubled per failure up to this.
+RETRY_MAX_SECONDS = 5.0
+# The stamp as read while the cache is away: equal only to itself, so the first good read after it is a change.
+STAMP_UNREAD = object()
 
 
 @dataclass(frozen=True)
@@ -69,17 +80,18 @@ class Route:
 
 @dataclass(frozen=True)
 class Broken:
-    """An endpoint whose live release could not be loaded, with whose it is (only its team may learn why)."""
+    """An endpoint whose live release could not be loaded, with whose it is (only its team may learn it, and why)."""
 
     team_id: int
-    public: bool
     reason: str
 
 
 @dataclass
 class RouterState:
     routes: dict[str, Route] = field(default_factory=dict)
-    # Endpoints whose live release could not be loaded (they answer 503 until it can).
+    # Endpoints whose live release could not be loaded: not ready to their team until it can be; an earlier
+    # release still in `routes` keeps serving meanwhile. The server itself stays ready (one team's model never
+    # takes a process out of rotation).
     broken: dict[str, Broken] = field(default_factory=dict)
 
 
@@ -108,6 +120,9 @@ class Router:
         self.shadow = ShadowRecorder()
         self._refresh_lock = threading.Lock()
         self._stamp: object = None
+        self._miss_failed_at = -math.inf
+        self._stamp_unreadable = False
+        self._changed = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -119,7 +134,7 @@ class Router:
     def refresh(self) -> None:
         """Read the live releases; load and warm what is new; then swap the snapshot in (one query, then no locks)."""
         with self._refresh_lock:
-            stamp = _read_stamp()
+            stamp = self._stamp_read()
             releases = list(release_live_list())
             previous = self.state
             routes: dict[str, Route] = {}
@@ -129,15 +144,14 @@ class Router:
                     routes[release.endpoint.name] = self._route(release)
                 except Exception as exc:  # a version that cannot load must not stop the others
                     logger.exception("cannot load release %s of %s", release.number, release.endpoint.name)
+                    # The reason goes to the endpoint's team: the root cause, without this server's paths.
+                    reason = f"release {release.number} cannot be loaded: {load_error_text(exc)}"
                     old = previous.routes.get(release.endpoint.name)
                     if old is not None:
                         # Keep serving what was live and warm, but with who may call it as the endpoint says now.
                         routes[old.endpoint] = replace(old, public=release.endpoint.public)
-                    broken[release.endpoint.name] = Broken(
-                        team_id=release.endpoint.team_id,
-                        public=release.endpoint.public,
-                        reason=f"release {release.number} cannot be loaded: {exc}",
-                    )
+                        reason += f"; release {old.release} still serves"
+                    broken[release.endpoint.name] = Broken(team_id=release.endpoint.team_id, reason=reason)
             self.state = RouterState(routes=routes, broken=broken)
             self._stamp = stamp
             self.refreshed_at = time.monotonic()
@@ -176,8 +190,23 @@ class Router:
         self._thread.start()
 
     def wake(self) -> None:
-        """Check the releases now instead of at the next poll."""
+        """Re-read the releases now: this process changed them (the stamp may not have moved if the cache is away)."""
+        self._changed = True
         self._wake.set()
+
+    def _stamp_read(self) -> object:
+        """The release stamp, or STAMP_UNREAD while the cache is away (said once per outage, not every poll)."""
+        try:
+            stamp = _read_stamp()
+        except Exception:
+            if not self._stamp_unreadable:
+                logger.warning("cannot read the release stamp; following the database alone", exc_info=True)
+            self._stamp_unreadable = True
+            return STAMP_UNREAD
+        if self._stamp_unreadable:
+            logger.info("the release stamp is readable again; re-reading the releases")
+            self._stamp_unreadable = False
+        return stamp
 
     def stop(self) -> None:
         self._stop.set()
@@ -188,34 +217,55 @@ class Router:
         self._stop.clear()
 
     def _follow(self) -> None:
+        wait = self.poll_seconds
         while not self._stop.is_set():
+            changed, self._changed = self._changed, False
             try:
                 if (
-                    not self.ready
-                    or _read_stamp() != self._stamp
+                    changed
+                    or not self.ready
+                    or self._stamp_read() != self._stamp
                     or time.monotonic() - self.refreshed_at > FULL_REFRESH_SECONDS
                 ):
                     self.refresh()
-            except Exception:  # the database or cache may be briefly away; keep serving the last snapshot
-                logger.exception("serving could not follow the releases; retrying")
+                wait = self.poll_seconds
+            except Exception:  # the database may be briefly away; keep serving the last snapshot
+                logger.exception("serving could not follow the releases; retrying in %.1f s", wait)
+                self._changed = self._changed or changed
+                wait = min(wait * 2, max(RETRY_MAX_SECONDS, self.poll_seconds))
             finally:
                 close_old_connections()
-            self._wake.wait(self.poll_seconds)
+            self._wake.wait(wait)
             self._wake.clear()
 
-    async def refresh_on_miss(self) -> None:
-        """Refresh now for a name not in the snapshot: at once if the releases changed, else at most once a second."""
-        if self.ready and time.monotonic() - self.refreshed_at < MISS_REFRESH_SECONDS:
-            try:
-                changed = _read_stamp() != self._stamp
-            except Exception:  # the cache is away: fall back to the once-a-second limit
-                logger.warning("cannot read the release stamp", exc_info=True)
-                changed = False
-            if not changed:
-                return
+    async def refresh_on_miss(self) -> bool:
+        """Refresh now for a name not in the snapshot: at once if the releases changed, else at most once a second.
+
+        True when the snapshot is up to date, so a name not in it is no endpoint; False when that cannot be told now
+        (the releases cannot be read, and the release stamp has moved since the snapshot or cannot be read).
+        """
+        # While the cache is away the stamp reads unchanged: the once-a-second limit applies. So it does after a
+        # failed read of the releases (junk names must not hammer a database that is away either).
+        recent = max(self.refreshed_at, self._miss_failed_at)
+        if self.ready and time.monotonic() - recent < MISS_REFRESH_SECONDS:
+            if self._miss_failed_at > self.refreshed_at:
+                return self._snapshot_current()
+            if self._stamp_read() == self._stamp:
+                return True
         from asgiref.sync import sync_to_async
 
-        await sync_to_async(self._refresh_closing, thread_sensitive=True)()
+        try:
+            await sync_to_async(self._refresh_closing, thread_sensitive=True)()
+        except DATABASE_AWAY:
+            self._miss_failed_at = time.monotonic()
+            logger.warning("cannot read the releases for a name not in the snapshot", exc_info=True)
+            return self._snapshot_current()
+        return True
+
+    def _snapshot_current(self) -> bool:
+        """Whether nothing was released since the snapshot, as far as the release stamp tells without the database."""
+        stamp = self._stamp_read()
+        return self.ready and stamp is not None and stamp is not STAMP_UNREAD and stamp == self._stamp
 
     def _refresh_closing(self) -> None:
         # As Django does around each request: no broken or over-age connection kept in asgiref's shared thread.

@@ -1,8 +1,10 @@
 """The inference APIs: Open Inference Protocol (KServe V2 / Triton), TF Serving REST, and MLflow scoring.
 
 Plain async functions of a `Request`; each resolves the endpoint and version from the router's snapshot (no
-database), checks the token unless the endpoint is public, decodes with the protocol's codec, runs the model and
-encodes the answer in that protocol's own shape, errors included.
+database), checks the token unless the endpoint is public, and checks what else the headers say (content type,
+binary header length) before it reads the body (`Request.read`): a refused request is answered without it. It then
+decodes with the protocol's codec (a large body in a helper process, serving.decoding), runs the model and encodes
+the answer in that protocol's own shape, errors included.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 from monitoring.drift import drift_monitor
 from serving.asgi import Handler, Request, Response
 from serving.auth import bearer_token, caller_team_id, token_cache
+from serving.decoding import body_decode
+from serving.outage import DatabaseUnavailable
 from serving.protocols import mlflow, tfserving, v2
 from serving.protocols.errors import ProtocolError
 from serving.router import Route, router_get
@@ -41,6 +45,7 @@ def error_response(path: str, status: int, message: str) -> Response:
         code = {
             404: "RESOURCE_DOES_NOT_EXIST",
             401: "UNAUTHENTICATED",
+            429: "REQUEST_LIMIT_EXCEEDED",
             500: "INTERNAL_ERROR",
             503: "TEMPORARILY_UNAVAILABLE",
         }.get(status, "BAD_REQUEST")
@@ -72,31 +77,40 @@ async def _route(request: Request) -> Route:
 
     Authentication comes first: a name that is not a public endpoint needs a valid token whether it exists or not (the
     same 401 for every name), and a valid token gets the same 404 for another team's endpoint, broken or not, as for a
-    name that does not exist. So names cannot be probed, and a wrong token is never told "not found".
+    name that does not exist. So names cannot be probed, and a wrong token is never told "not found". While the
+    database is away, a name the snapshot cannot settle gets 503, after the same authentication.
     """
     name = request.params["name"]
     router = router_get()
     state = router.state
     route = state.routes.get(name)
+    settled = True
     if route is None:
-        await router.refresh_on_miss()
+        settled = await router.refresh_on_miss()
         state = router.state
         route = state.routes.get(name)
     if route is not None:
-        if route.public or await caller_team_id(request.headers.get("authorization")) == route.team_id:
+        if route.public or await caller_team_id(request.headers.get("authorization"), request) == route.team_id:
             return route
+        # Answered exactly as a name that does not exist, 503 included: another team's names cannot be probed.
+        if not await router.refresh_on_miss():
+            raise DatabaseUnavailable(f"cannot tell whether endpoint '{name}' exists now")
         raise ProtocolError(f"endpoint '{name}' not found", 404)
     broken = state.broken.get(name)
-    if broken is not None and broken.public:
-        # Anyone may learn that a public endpoint is down; only its team why (the load error names its files).
-        token = bearer_token(request.headers.get("authorization"))
-        if token is not None and await token_cache().team_id(token) == broken.team_id:
-            raise ProtocolError(f"endpoint '{name}' is not ready: {broken.reason}", 503)
-        raise ProtocolError(f"endpoint '{name}' is not ready", 503)
-    team_id = await caller_team_id(request.headers.get("authorization"))
-    if broken is not None and broken.team_id == team_id:
+    # Nothing loaded to serve: "not ready", and why, to its own team only, public or not; anyone else gets the answer
+    # of a name that does not exist (401 without a valid token, else 404).
+    if broken is not None and await _is_team(request, broken.team_id):
         raise ProtocolError(f"endpoint '{name}' is not ready: {broken.reason}", 503)
+    await caller_team_id(request.headers.get("authorization"), request)
+    if not settled:
+        raise DatabaseUnavailable(f"cannot tell whether endpoint '{name}' exists now")
     raise ProtocolError(f"endpoint '{name}' not found", 404)
+
+
+async def _is_team(request: Request, team_id: int) -> bool:
+    """Whether the request carries a valid token of this team (no token, or another team's, is simply False)."""
+    token = bearer_token(request.headers.get("authorization"))
+    return token is not None and await token_cache().team_id(token) == team_id
 
 
 def _version(route: Route, request: Request) -> tuple[LoadedVersion, bool]:
@@ -166,8 +180,9 @@ async def v2_ready(request: Request) -> Response:
     router = router_get()
     if not router.ready:
         router.start()
-    ready = router.ready and not router.state.broken
-    return _json(200 if ready else 503, {"ready": ready})
+    # Ready once the releases were read: a team's model that cannot load is that model's readiness, never the
+    # server's (the container probes ask here; one tenant must not take every process out of rotation).
+    return _json(200 if router.ready else 503, {"ready": router.ready})
 
 
 async def v2_server_metadata(request: Request) -> Response:
@@ -192,6 +207,11 @@ async def v2_model_ready(request: Request) -> Response:
     route = await _route(request)
     if "version" in request.params:
         _version(route, request)
+    else:
+        # An earlier release still serves, but the live one could not be loaded: its team is told, nobody else.
+        broken = router_get().state.broken.get(route.endpoint)
+        if broken is not None and await _is_team(request, broken.team_id):
+            raise ProtocolError(f"endpoint '{route.endpoint}' is not ready: {broken.reason}", 503)
     return _json(200, {"name": route.endpoint, "ready": True})
 
 
@@ -203,9 +223,10 @@ async def v2_infer(request: Request) -> Response:
     header_length = request.headers.get("inference-header-content-length")
     if header_length is not None and not (header_length.isascii() and header_length.isdigit()):
         raise ProtocolError("Inference-Header-Content-Length must be a number of bytes")
-    parsed = v2.v2_request_parse(
-        request.body, version.key.signature, int(header_length) if header_length is not None else None
-    )
+    json_length = int(header_length) if header_length is not None else None
+    body = await request.read()
+    json_size = len(body) if json_length is None else min(json_length, len(body))
+    parsed = await body_decode(json_size, v2.v2_request_parse, body, version.key.signature, json_length)
     _measure(request, route, version, parsed.inputs)
     outputs = await _run(route, version, picked, parsed.inputs)
     body, headers = v2.v2_response_encode(
@@ -245,7 +266,8 @@ async def tfserving_predict(request: Request) -> Response:
     route = await _route(request)
     version, picked = _version(route, request)
     _measure(request, route, version, None)
-    inputs, style = tfserving.tfserving_request_parse(request.body, version.key.signature)
+    body = await request.read()
+    inputs, style = await body_decode(len(body), tfserving.tfserving_request_parse, body, version.key.signature)
     _measure(request, route, version, inputs)
     outputs = await _run(route, version, picked, inputs)
     headers = {**JSON, "x-modeldeck-version": str(version.key.number)}
@@ -279,7 +301,10 @@ async def mlflow_invocations(request: Request) -> Response:
     route = await _route(request)
     version, picked = route.pick(), True
     _measure(request, route, version, None)
-    inputs = mlflow.mlflow_request_parse(request.body, request.headers.get("content-type"), version.key.signature)
+    content_type = request.headers.get("content-type")
+    mlflow.mlflow_content_kind(content_type)  # 415 before the body is read
+    body = await request.read()
+    inputs = await body_decode(len(body), mlflow.mlflow_request_parse, body, content_type, version.key.signature)
     _measure(request, route, version, inputs)
     outputs = await _run(route, version, picked, inputs)
     headers = {**JSON, "x-modeldeck-version": str(version.key.number)}

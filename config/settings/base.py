@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from config.env import BASE_DIR, VAR_DIR, env
 
 SECRET_KEY: str = env.str("SECRET_KEY", default="")
@@ -39,6 +44,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "common.middleware.RefuseNulMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "common.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -81,14 +87,46 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    # A database that hangs (not refusing) must fail a connect in seconds, not when TCP gives up: serving's token
+    # grace and 503s (serving/outage.py) depend on hearing about an outage promptly.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis: cache, channel layer and broker ----------------------------------------------------
 REDIS_URL: str = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-    CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}},
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A Redis that hangs fails a cache call in seconds (throttling then fails open, /healthz says 503)
+            # instead of stalling the request until TCP gives up.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
+        }
+    }
+    CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # Every socket's consumer waits in a BZPOPMIN that Redis answers after 5 s when nothing came
+                        # (channels_redis' brpop_timeout); redis-py's default read timeout is also 5 s, so an idle
+                        # socket's read gave up first and its consumer died. Reads wait three times the block.
+                        "socket_timeout": 15,
+                        "socket_connect_timeout": 2,
+                        # A connection a Redis restart closed is found by the first command to use it: reconnect
+                        # and retry it rather than fail (the first websocket connect after a restart was a 500).
+                        # Short, as a publisher (a release's live notice) waits through the retries of a Redis away.
+                        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+                        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+                        # A connection idle longer than this is PINGed before use instead of failing mid-command.
+                        "health_check_interval": 30,
+                    }
+                ],
+            },
+        },
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -118,6 +156,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "artifact-orphans": {"task": "registry.tasks.artifact_orphans_delete_task", "schedule": 3600.0},
     "jobs-reap": {"task": "registry.tasks.jobs_reap_task", "schedule": 30.0},
     "metric-minutes-prune": {"task": "monitoring.tasks.metric_minutes_prune_task", "schedule": 3600.0},
+    "idempotency-keys-prune": {"task": "common.tasks.idempotency_keys_prune_task", "schedule": 3600.0},
 }
 
 # --- auth, sessions, security -------------------------------------------------------------------
@@ -136,6 +175,25 @@ CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Sent with every Django response (common.middleware): only the site's own scripts, styles, images (and data: icons),
+# connections (the live charts' websocket is same-origin) and forms; no plugins, no framing. Empty: no header.
+MODELDECK_CONTENT_SECURITY_POLICY: str = env.str(
+    "MODELDECK_CONTENT_SECURITY_POLICY",
+    default=(
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+)
+# Failed logins (per account and per client address) and failed API tokens (per address) are counted in the cache;
+# at the limit the account or address is locked for MODELDECK_AUTH_LOCKOUT_SECONDS, doubled with each further
+# failure up to the max, and refused with 429 without being checked. Failures are forgotten this long after the
+# last one. See docs/security.md.
+MODELDECK_AUTH_FAILURE_WINDOW_SECONDS = env.int("MODELDECK_AUTH_FAILURE_WINDOW_SECONDS", default=15 * 60)
+MODELDECK_LOGIN_FAILURES_PER_ACCOUNT = env.int("MODELDECK_LOGIN_FAILURES_PER_ACCOUNT", default=5)
+MODELDECK_LOGIN_FAILURES_PER_ADDRESS = env.int("MODELDECK_LOGIN_FAILURES_PER_ADDRESS", default=20)
+MODELDECK_TOKEN_FAILURES_PER_ADDRESS = env.int("MODELDECK_TOKEN_FAILURES_PER_ADDRESS", default=20)
+MODELDECK_AUTH_LOCKOUT_SECONDS = env.int("MODELDECK_AUTH_LOCKOUT_SECONDS", default=60)
+MODELDECK_AUTH_LOCKOUT_MAX_SECONDS = env.int("MODELDECK_AUTH_LOCKOUT_MAX_SECONDS", default=15 * 60)
 
 # --- i18n, static -------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -179,6 +237,10 @@ elif ARTIFACT_STORAGE != "local":
 # limit" to the spool, which then holds a whole upload in memory.)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 FILE_UPLOAD_HANDLERS = ["registry.uploads.HashingUploadHandler"]
+# Spooled bodies and uploads go beside the artifacts, not to /tmp (often a RAM-backed tmpfs in a container). Only the
+# upload route is let send more than DATA_UPLOAD_MAX_MEMORY_SIZE (registry.uploads.BodyLimitMiddleware).
+FILE_UPLOAD_TEMP_DIR = env.str("FILE_UPLOAD_TEMP_DIR", default=str(VAR_DIR / "tmp"))
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -190,7 +252,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "common.api_errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "common.openapi.ModelDeckAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -203,6 +265,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # A conversion's target and a team's auto-convert targets are one choice set: one enum component.
+    "ENUM_NAME_OVERRIDES": {"ConversionTargetEnum": "registry.formats.base.TARGETS"},
 }
 
 # --- ModelDeck ----------------------------------------------------------------------------------
@@ -214,6 +278,10 @@ MODELDECK_MAX_SAMPLE_BYTES = env.int("MODELDECK_MAX_SAMPLE_BYTES", default=64 * 
 # ONNX and TFLite files up to this size are inspected during the upload request; larger ones (and every format
 # that needs TensorFlow or scikit-learn) by a worker, so a web process never holds a big model in memory.
 MODELDECK_INLINE_INSPECT_MAX_BYTES = env.int("MODELDECK_INLINE_INSPECT_MAX_BYTES", default=64 * 1024**2)
+# Before an ONNX or TFLite version becomes ready, its serving runtime loads and warms it in a child process held
+# to this much address space and time; a model that needs more is refused (so it never reaches a web process).
+MODELDECK_LOAD_CHECK_MEMORY_MB = env.int("MODELDECK_LOAD_CHECK_MEMORY_MB", default=4096)
+MODELDECK_LOAD_CHECK_TIMEOUT_SECONDS = env.float("MODELDECK_LOAD_CHECK_TIMEOUT_SECONDS", default=120.0)
 MODELDECK_ZIP_MAX_MEMBERS = env.int("MODELDECK_ZIP_MAX_MEMBERS", default=10_000)
 MODELDECK_ZIP_MAX_TOTAL_BYTES = env.int("MODELDECK_ZIP_MAX_TOTAL_BYTES", default=8 * 1024**3)
 # Largest uncompressed/compressed ratio of one archive member (real weights compress 1-10x; bombs 1000x+).
@@ -228,6 +296,9 @@ MODELDECK_METRICS_RETENTION_DAYS = env.int("MODELDECK_METRICS_RETENTION_DAYS", d
 MODELDECK_RECORD_INFERENCE = env.bool("MODELDECK_RECORD_INFERENCE", default=True)
 # Share of requests whose inputs are binned for drift against the version's sample input.
 MODELDECK_DRIFT_SAMPLE_RATE = env.float("MODELDECK_DRIFT_SAMPLE_RATE", default=0.1)
+# Every open websocket re-checks its session and team access this often (and at once when a membership changes),
+# closing with 4401/4403 when they are gone, and renews its channel-layer groups (lost if Redis restarted).
+MODELDECK_WS_RECHECK_SECONDS = env.float("MODELDECK_WS_RECHECK_SECONDS", default=60.0)
 
 # --- serving (the data plane) ---------------------------------------------------------------------
 # Web (uvicorn) processes `make run` starts; more than one needs REDIS_URL (shared cache and channel layer).
@@ -236,10 +307,19 @@ MODELDECK_WEB_WORKERS = env.int("MODELDECK_WEB_WORKERS", default=1)
 MODELDECK_SERVING_MEMORY_MB = env.int("MODELDECK_SERVING_MEMORY_MB", default=2048)
 # Largest inference request body; bigger ones get 413 before they are read.
 MODELDECK_MAX_INFER_BYTES = env.int("MODELDECK_MAX_INFER_BYTES", default=64 * 1024**2)
+# Seconds an inference request's body may take to arrive after its headers (408 and the connection closed after).
+MODELDECK_BODY_TIMEOUT_SECONDS = env.float("MODELDECK_BODY_TIMEOUT_SECONDS", default=30.0)
+# Inference body bytes one web process receives and holds at once; a request that would pass it gets 503.
+MODELDECK_MAX_INFLIGHT_BODY_BYTES = env.int("MODELDECK_MAX_INFLIGHT_BODY_BYTES", default=256 * 1024**2)
+# JSON/CSV inference bodies larger than this are decoded in a helper process, off the event loop.
+MODELDECK_OFFLOOP_DECODE_BYTES = env.int("MODELDECK_OFFLOOP_DECODE_BYTES", default=256 * 1024)
 # How often each web process checks the release stamp (a new release is served within about this).
 MODELDECK_SERVING_POLL_SECONDS = env.float("MODELDECK_SERVING_POLL_SECONDS", default=0.2)
 # Verified API tokens are remembered this long per process (a revoked token stops working within it).
 MODELDECK_SERVING_TOKEN_TTL_SECONDS = env.float("MODELDECK_SERVING_TOKEN_TTL_SECONDS", default=5.0)
+# While the database cannot be reached, a token verified within this many seconds keeps the answer it had (a
+# revoked token stays refused); any other token, and any name the snapshot cannot settle, gets 503.
+MODELDECK_SERVING_TOKEN_GRACE_SECONDS = env.float("MODELDECK_SERVING_TOKEN_GRACE_SECONDS", default=300.0)
 # Prometheus (/metrics): every process writes its metrics to files in this folder and a scrape sums them
 # (prometheus_client's multiprocess mode, which reads PROMETHEUS_MULTIPROC_DIR when it is first imported, so it is
 # set here, before any module imports it). `make run` empties the folder before it starts the processes.
@@ -255,6 +335,8 @@ MODELDECK_PROMETHEUS_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(MODELDECK_PROMETHEUS_DIR)
 # When set, /metrics answers only `Authorization: Bearer <this token>` (set it in production); empty: open.
 MODELDECK_METRICS_TOKEN: str = env.str("MODELDECK_METRICS_TOKEN", default="")
+# Without a token /metrics is open here; the production settings close it (403) instead.
+MODELDECK_METRICS_REQUIRE_TOKEN = False
 
 LOGGING = {
     "version": 1,

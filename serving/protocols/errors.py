@@ -12,3 +12,7 @@ class ProtocolError(Exception):
         self.message = message
         self.status = status
         self.headers = headers
+
+    def __reduce__(self) -> tuple[type[ProtocolError], tuple[str, int, dict[str, str] | None]]:
+        # Raised in a decoding process too (serving.decoding): it must cross back with its status and headers.
+        return (ProtocolError, (self.message, self.status, self.headers))

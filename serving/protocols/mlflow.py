@@ -38,14 +38,14 @@ _COMPACT = (",", ":")
 
 def mlflow_request_parse(body: bytes, content_type: str | None, signature: Signature) -> dict[str, np.ndarray]:
     """Decode an /invocations body (JSON in one of MLflow's four shapes, or CSV) into the model's input tensors."""
-    read = _csv_inputs if _content_kind(content_type) == "csv" else _json_inputs
+    read = _csv_inputs if mlflow_content_kind(content_type) == "csv" else _json_inputs
     with json_body(body):
         inputs = read(body, signature)
     inputs_check(signature, inputs)
     return inputs
 
 
-def _content_kind(content_type: str | None) -> str:
+def mlflow_content_kind(content_type: str | None) -> str:
     """Return "json" or "csv", or refuse the content type with 415 as MLflow does."""
     if content_type is None:
         raise ProtocolError(

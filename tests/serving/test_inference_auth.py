@@ -239,13 +239,17 @@ async def test_a_public_endpoint_ignores_tokens(
         assert response.status_code == api.allowed, (headers, response.text)
         assert "www-authenticate" not in response.headers
 
-    # A public endpoint that cannot load is down for everyone; only its own team is told why.
-    for headers, _, _ in [*no_valid_token(tokens), (bearer(tokens.other_team), "", "")]:
+    # A public endpoint with nothing loaded to serve is answered to anyone else as a name that does not exist;
+    # only its own team learns that it is down, and why.
+    for headers, message, challenge in no_valid_token(tokens):
         response = await call(client, api, "iris-public-broken", headers)
-        assert (response.status_code, response.content) == (
-            503,
-            error_body(api.path, 503, "endpoint 'iris-public-broken' is not ready"),
-        ), headers
+        assert (response.status_code, response.content) == (401, error_body(api.path, 401, message)), headers
+        assert response.headers["www-authenticate"] == challenge, headers
+    response = await call(client, api, "iris-public-broken", bearer(tokens.other_team))
+    assert (response.status_code, response.content) == (
+        404,
+        error_body(api.path, 404, "endpoint 'iris-public-broken' not found"),
+    )
     reason = router_get().state.broken["iris-public-broken"].reason
     response = await call(client, api, "iris-public-broken", bearer(tokens.own))
     assert (response.status_code, response.content) == (
@@ -309,18 +313,42 @@ async def test_a_cached_token_stops_working_the_moment_it_expires(
 async def test_a_database_failure_while_checking_a_token_is_no_verdict_on_it(
     client: httpx.AsyncClient, deployed: Deployed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A token verified within the grace keeps its answer; any other gets 503 with Retry-After: neither 401 nor 404
+    (nothing is known of it), nor 500 (nothing is broken). tests/serving/test_postgres_outage.py stops a real one."""
+
     def unreachable(raw: str) -> tuple[int | None, float]:
         raise OperationalError("the database is away")
 
     await sync_to_async(router_get().refresh, thread_sensitive=True)()
+    assert (await client.post("/v2/models/iris/infer", json=V2_BODY, headers=deployed.auth())).status_code == 200
+    monkeypatch.setattr(token_cache(), "ttl", 0.0)  # every request asks the database
     monkeypatch.setattr("serving.auth.token_check", unreachable)
+    response = await client.post("/v2/models/iris/infer", json=V2_BODY, headers=deployed.auth())
+    assert response.status_code == 200, response.text
+    # The snapshot is current (the release stamp says so): an unknown name is told apart without the database.
+    assert (await client.post("/v2/models/nope/infer", json=V2_BODY, headers=deployed.auth())).status_code == 404
     for name in ("iris", "nope"):
-        response = await client.post(f"/v2/models/{name}/infer", json=V2_BODY, headers=deployed.auth())
-        # Neither "your token is wrong" (401) nor "no such endpoint" (404): the server failed.
-        assert (response.status_code, response.json()) == (
-            500,
-            {"error": "internal error; the server log has the details"},
+        response = await client.post(f"/v2/models/{name}/infer", json=V2_BODY, headers=bearer(UNKNOWN_TOKEN))
+        assert (response.status_code, response.json(), response.headers["retry-after"]) == (
+            503,
+            {"error": "cannot verify the token now: the serving database cannot be reached; retry later"},
+            "5",
         )
+
+    async def database_away(request: object) -> None:
+        raise OperationalError("the database is away")
+
+    # Whatever else on the data plane finds the database away answers the same way.
+    monkeypatch.setattr("serving.views._route", database_away)
+    response = await client.post("/mlflow/iris/invocations", json={"inputs": [ROW]}, headers=deployed.auth())
+    assert (response.status_code, response.json(), response.headers["retry-after"]) == (
+        503,
+        {
+            "error_code": "TEMPORARILY_UNAVAILABLE",
+            "message": "cannot answer now: the serving database cannot be reached; retry later",
+        },
+        "5",
+    )
     monkeypatch.undo()
     response = await client.post("/v2/models/iris/infer", json=V2_BODY, headers=deployed.auth())
     assert response.status_code == 200, response.text

@@ -92,9 +92,12 @@ async def test_a_release_that_cannot_load_leaves_the_previous_one_serving(
     response = await client.post("/v2/models/iris/infer", json=infer_body(X), headers=deployed.auth())
     assert response.status_code == 200
     assert response.json()["model_version"] == "1"
-    assert router_get().state.broken["iris"].reason.startswith("release 2 cannot be loaded: ")
+    reason = router_get().state.broken["iris"].reason
+    assert reason.startswith("release 2 cannot be loaded: ") and reason.endswith("; release 1 still serves")
+    assert str(artifact_dir) not in reason
+    # One endpoint's release that cannot load never takes the server out of rotation.
     ready = await client.get("/v2/health/ready")
-    assert (ready.status_code, ready.json()) == (503, {"ready": False})
+    assert (ready.status_code, ready.json()) == (200, {"ready": True})
 
 
 async def test_the_release_kept_serving_follows_the_endpoints_public_flag(
@@ -105,7 +108,7 @@ async def test_the_release_kept_serving_follows_the_endpoints_public_flag(
     await sync_to_async(release_promote)(actor=releaser, endpoint=deployed.private, version=deployed.versions[2])
     await sync_to_async(endpoint_update)(actor=releaser, endpoint=deployed.private, public=True)
     await refresh()
-    assert router_get().state.broken["iris"].public is True
+    assert "iris" in router_get().state.broken
 
     # Release 1 still answers (release 2 cannot load), and now without a token, as the endpoint says.
     response = await client.post("/v2/models/iris/infer", json=infer_body(X))
