@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 from serving.protocols.errors import ProtocolError
 
@@ -26,13 +27,19 @@ T = TypeVar("T")
 MAX_PROCESSES = 4
 
 _pool: ProcessPoolExecutor | None = None
+# MODELDECK_OFFLOOP_DECODE_BYTES, read once: every request asks, and a read through Django's lazy settings object
+# costs about as much as the rest of this check (kept in step with the setting when a test changes it).
+_threshold: int | None = None
 
 
 async def body_decode(size: int, decode: Callable[..., T], *args: Any) -> T:
     """`decode(*args)`, run in a helper process when the body it decodes is `size` bytes over the threshold.
 
     `decode` and its arguments cross to the process by pickle: a module-level function of serving.protocols."""
-    if size <= settings.MODELDECK_OFFLOOP_DECODE_BYTES:
+    global _threshold
+    if _threshold is None:
+        _threshold = settings.MODELDECK_OFFLOOP_DECODE_BYTES
+    if size <= _threshold:
         return decode(*args)
     try:
         return await asyncio.get_running_loop().run_in_executor(_executor(), decode, *args)
@@ -60,3 +67,12 @@ def decoding_stop(*, wait: bool = True) -> None:
     pool, _pool = _pool, None
     if pool is not None:
         pool.shutdown(wait=wait, cancel_futures=True)
+
+
+def _forget_threshold(*, setting: str, **kwargs: Any) -> None:
+    global _threshold
+    if setting == "MODELDECK_OFFLOOP_DECODE_BYTES":
+        _threshold = None
+
+
+setting_changed.connect(_forget_threshold)
