@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 # Run as a script, this folder would come first on sys.path and this file would shadow the `serving` package.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from bench.loadgen import http_request, load  # noqa: E402
-from bench.serving import ROOT, _wait_ready, build_iris, free_port, infer_body, manage, server  # noqa: E402
+from bench.serving import ROOT, _wait_ready, bench_team, build_iris, free_port, infer_body, local_site, server  # noqa: E402
 
 
 def build_sum(path: Path) -> None:
@@ -72,16 +71,12 @@ def main() -> None:
     parser.add_argument("--megabytes", type=float, default=50.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "big_bodies.json")
     options = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="modeldeck-bench-bodies-"))
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
-    env |= {"DJANGO_SETTINGS_MODULE": "config.settings.local", "MODELDECK_VAR_DIR": str(workdir / "var")}
+    workdir, env = local_site("bodies")
     iris, summed = workdir / "iris.onnx", workdir / "sum.onnx"
     x = build_iris(iris)
     build_sum(summed)
     bodies = {"plain": big_body(options.megabytes, nan=False), "NaN": big_body(options.megabytes, nan=True)}
-    manage(env, "migrate", "--verbosity", "0")
-    manage(env, "createteam", "bench", "--admin", "bench")
-    token = manage(env, "issuetoken", "--team", "bench", "--user", "bench", "--role", "developer")
+    token = bench_team(env)
     auth = {"Authorization": f"Bearer {token}"}
     port = free_port()
     web = ["config.asgi:application", "--loop", "uvloop", "--lifespan", "on"]

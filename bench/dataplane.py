@@ -23,7 +23,6 @@ import platform
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: E402
 
-from bench.serving import ROOT, binary_body, build_mlp, infer_body, manage, model_us_per_row  # noqa: E402
+from bench.serving import ROOT, bench_team, binary_body, build_mlp, infer_body, local_site, model_us_per_row  # noqa: E402
 
 CONCURRENCY = 32
 
@@ -128,12 +127,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "dataplane.json")
     options = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="modeldeck-bench-dataplane-"))
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
-    env |= {"DJANGO_SETTINGS_MODULE": "config.settings.local", "MODELDECK_VAR_DIR": str(workdir / "var")}
-    manage(env, "migrate", "--verbosity", "0")
-    manage(env, "createteam", "bench", "--admin", "bench")
-    token = manage(env, "issuetoken", "--team", "bench", "--user", "bench", "--role", "developer")
+    workdir, env = local_site("dataplane")
+    token = bench_team(env)
     os.environ.update({k: env[k] for k in ("DJANGO_SETTINGS_MODULE", "MODELDECK_VAR_DIR")})
     for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
         os.environ.pop(name, None)

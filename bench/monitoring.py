@@ -10,11 +10,9 @@ Usage: .venv/bin/python bench/monitoring.py [--seconds 3]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, this folder would come first on sys.path and shadow the project's packages.
 sys.path[0] = str(ROOT)
 from bench.loadgen import http_request, load  # noqa: E402
-from bench.serving import build_iris, free_port, infer_body, manage, server  # noqa: E402
+from bench.serving import bench_team, build_iris, free_port, infer_body, local_site, server  # noqa: E402
 
 
 def recorder_cost() -> tuple[float, float]:
@@ -49,13 +47,9 @@ def main() -> None:
     p50, p99 = recorder_cost()
     print(f"Recorder.record: p50 {p50:.2f} µs, p99 {p99:.2f} µs per request (target < 20 µs)")
 
-    workdir = Path(tempfile.mkdtemp(prefix="modeldeck-bench-monitoring-"))
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
-    env |= {"DJANGO_SETTINGS_MODULE": "config.settings.local", "MODELDECK_VAR_DIR": str(workdir / "var")}
+    workdir, env = local_site("monitoring")
     x = build_iris(workdir / "iris.onnx")
-    manage(env, "migrate", "--verbosity", "0")
-    manage(env, "createteam", "bench", "--admin", "bench")
-    token = manage(env, "issuetoken", "--team", "bench", "--user", "bench", "--role", "developer")
+    token = bench_team(env)
     auth = {"Authorization": f"Bearer {token}"}
     web = ["config.asgi:application", "--loop", "uvloop", "--lifespan", "on"]
     web += ["--http", "serving.fastpath:DataPlaneProtocol"]

@@ -206,6 +206,22 @@ def manage(env: dict[str, str], *args: str) -> str:
     ).stdout.strip()
 
 
+def local_site(name: str) -> tuple[Path, dict[str, str]]:
+    """A scratch folder and the environment of a site in it as `make run` has one: embedded defaults (SQLite, local
+    artifacts), none of the shell's DATABASE_URL, REDIS_URL or CELERY_BROKER_URL."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"modeldeck-bench-{name}-"))
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
+    env |= {"DJANGO_SETTINGS_MODULE": "config.settings.local", "MODELDECK_VAR_DIR": str(workdir / "var")}
+    return workdir, env
+
+
+def bench_team(env: dict[str, str]) -> str:
+    """Migrate the site, create the team `bench` (admin `bench`), and return a developer token of it."""
+    manage(env, "migrate", "--verbosity", "0")
+    manage(env, "createteam", "bench", "--admin", "bench")
+    return manage(env, "issuetoken", "--team", "bench", "--user", "bench", "--role", "developer")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -213,9 +229,7 @@ def main() -> None:
     parser.add_argument("--modeldeck-only", action="store_true", help="skip the references (quick iterations)")
     options = parser.parse_args()
     seconds = options.seconds
-    workdir = Path(tempfile.mkdtemp(prefix="modeldeck-bench-serving-"))
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
-    env |= {"DJANGO_SETTINGS_MODULE": "config.settings.local", "MODELDECK_VAR_DIR": str(workdir / "var")}
+    workdir, env = local_site("serving")
     os.environ.update({k: env[k] for k in ("DJANGO_SETTINGS_MODULE", "MODELDECK_VAR_DIR")})
     import django
 
@@ -285,9 +299,7 @@ def main() -> None:
         minimal.wait()
 
     # ModelDeck, started as `make run` starts its web process.
-    manage(env, "migrate", "--verbosity", "0")
-    manage(env, "createteam", "bench", "--admin", "bench")
-    token = manage(env, "issuetoken", "--team", "bench", "--user", "bench", "--role", "developer")
+    token = bench_team(env)
     auth = {"Authorization": f"Bearer {token}"}
     port = free_port()
     web = ["config.asgi:application", "--loop", "uvloop", "--lifespan", "on"]
