@@ -14,7 +14,6 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -22,8 +21,10 @@ from django.conf import settings
 from monitoring.drift import drift_monitor
 from monitoring.flusher import flusher
 from monitoring.recorder import recorder
-from serving.outage import DATABASE_AWAY, DatabaseUnavailable
+from serving import core
+from serving.core import Handler, Request, Response
 from serving.protocols.errors import ProtocolError
+from serving.views import error_response
 
 logger = logging.getLogger(__name__)
 
@@ -39,44 +40,6 @@ RESOLVED_MAX = 4096
 # `connection: close` and the connection is closed once it is written (nginx's answer to a body it will not read).
 DRAIN_BYTES = 64 * 1024
 RETRY_AFTER_SECONDS = "1"
-
-
-@dataclass
-class Request:
-    """One inference request. Its body is not read until the handler has passed the header phase (the caller is
-    authenticated, the endpoint resolved, the content type and declared length checked) and calls `read()`."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes = b""
-    params: dict[str, str] = field(default_factory=dict)
-    # Set by an inference handler once it knows the version: (endpoint, version number, role, rows) to record.
-    metric: tuple[str, int, str, int] | None = None
-    # How the transport reads the body (None: read already, or there is none).
-    reader: Callable[[Request], Awaitable[bytes]] | None = None
-    # Bytes of the process's in-flight body budget this request holds until it is answered.
-    reserved: int = 0
-    # The peer's address (a proxy's, behind one: serving.auth.client_address reads X-Forwarded-For when it must).
-    client: str = ""
-
-    async def read(self) -> bytes:
-        """The whole body; raises ProtocolError 408 (too slow), 413 (too large) or 503 (the server is full)."""
-        reader = self.reader
-        if reader is not None:
-            self.reader = None
-            self.body = await reader(self)
-        return self.body
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
-
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 class DataPlane:
@@ -189,22 +152,16 @@ class DataPlane:
         """Run a resolved request's handler; a bug still answers in the protocol's shape, and is logged."""
         try:
             return await handler(request)
-        except DATABASE_AWAY:  # a lookup that could not be made is no bug: the client may retry
-            logger.warning("the database is away on %s %s", request.method, request.path, exc_info=True)
-            unavailable = DatabaseUnavailable("cannot answer now")
-            response = _error(request.path, unavailable.status, unavailable.message)
-            response.headers.update(unavailable.headers or {})
+        except Exception as exc:  # noqa: BLE001 -- any bug still gets an answer in the protocol's shape
+            refusal = core.unexpected_error(request, exc)
+            response = _error(request.path, refusal.status, refusal.message)
+            response.headers.update(refusal.headers or {})
             return response
-        except Exception:
-            logger.exception("data plane error on %s %s", request.method, request.path)
-            return _error(request.path, 500, "internal error; the server log has the details")
 
     @staticmethod
     def record(request: Request, status: int, elapsed: float) -> None:
         """Count an answered inference request in monitoring (once its handler knew the version)."""
-        if request.metric is not None:
-            endpoint, version, role, rows = request.metric
-            recorder.record(endpoint, version, role, status, elapsed, rows)
+        core.record(request, status, elapsed)
 
     async def _respond(self, scope: Scope, receive: Receive) -> tuple[Response, Request | None]:
         path: str = scope["path"]
@@ -298,6 +255,4 @@ class _AsgiBody:
 
 
 def _error(path: str, status: int, message: str) -> Response:
-    from serving.views import error_response  # views import this module
-
     return error_response(path, status, message)

@@ -33,7 +33,8 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from serving.protocols.errors import ProtocolError
 
 if TYPE_CHECKING:
-    from serving.asgi import DataPlane, Handler, Request, Response
+    from serving.asgi import DataPlane
+    from serving.core import Handler, Request, Response
 
 FAST_METHODS = frozenset({b"GET", b"POST"})
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

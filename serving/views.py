@@ -1,4 +1,4 @@
-"""The inference APIs: Open Inference Protocol (KServe V2 / Triton), TF Serving REST, and MLflow scoring.
+"""The inference APIs over HTTP: Open Inference Protocol (KServe V2 / Triton), TF Serving REST, and MLflow scoring.
 
 Plain async functions of a `Request`; each resolves the endpoint and version from the router's snapshot (no
 database), checks the token unless the endpoint is public, and checks what else the headers say (content type,
@@ -13,20 +13,25 @@ import json
 import re
 from collections.abc import Callable
 
-import numpy as np
-
-from monitoring.drift import drift_monitor
-from serving.asgi import Handler, Request, Response
-from serving.auth import bearer_token, caller_team_id, token_cache
+from serving.core import (
+    SERVER_NAME,
+    SERVER_VERSION,
+    Handler,
+    Request,
+    Response,
+    caller_is_team,
+    endpoint_resolve,
+    infer,
+    live_versions,
+    measure,
+    version_resolve,
+)
 from serving.decoding import body_decode
-from serving.outage import DatabaseUnavailable
 from serving.protocols import mlflow, tfserving, v2
 from serving.protocols.errors import ProtocolError
-from serving.router import Route, router_get
+from serving.router import router_get
 from serving.runtime_cache import LoadedVersion
 
-SERVER_NAME = "modeldeck"
-SERVER_VERSION = "0.1.0"
 JSON = {"content-type": "application/json"}
 
 
@@ -69,106 +74,6 @@ def _protocol_errors(handler: Handler) -> Handler:
     return wrapped
 
 
-# --- resolving endpoint and version ---------------------------------------------------------------------------
-
-
-async def _route(request: Request) -> Route:
-    """The endpoint's live route, once the caller may use it.
-
-    Authentication comes first: a name that is not a public endpoint needs a valid token whether it exists or not (the
-    same 401 for every name), and a valid token gets the same 404 for another team's endpoint, broken or not, as for a
-    name that does not exist. So names cannot be probed, and a wrong token is never told "not found". While the
-    database is away, a name the snapshot cannot settle gets 503, after the same authentication.
-    """
-    name = request.params["name"]
-    router = router_get()
-    state = router.state
-    route = state.routes.get(name)
-    settled = True
-    if route is None:
-        settled = await router.refresh_on_miss()
-        state = router.state
-        route = state.routes.get(name)
-    if route is not None:
-        if route.public or await caller_team_id(request.headers.get("authorization"), request) == route.team_id:
-            return route
-        # Answered exactly as a name that does not exist, 503 included: another team's names cannot be probed.
-        if not await router.refresh_on_miss():
-            raise DatabaseUnavailable(f"cannot tell whether endpoint '{name}' exists now")
-        raise ProtocolError(f"endpoint '{name}' not found", 404)
-    broken = state.broken.get(name)
-    # Nothing loaded to serve: "not ready", and why, to its own team only, public or not; anyone else gets the answer
-    # of a name that does not exist (401 without a valid token, else 404).
-    if broken is not None and await _is_team(request, broken.team_id):
-        raise ProtocolError(f"endpoint '{name}' is not ready: {broken.reason}", 503)
-    await caller_team_id(request.headers.get("authorization"), request)
-    if not settled:
-        raise DatabaseUnavailable(f"cannot tell whether endpoint '{name}' exists now")
-    raise ProtocolError(f"endpoint '{name}' not found", 404)
-
-
-async def _is_team(request: Request, team_id: int) -> bool:
-    """Whether the request carries a valid token of this team (no token, or another team's, is simply False)."""
-    token = bearer_token(request.headers.get("authorization"))
-    return token is not None and await token_cache().team_id(token) == team_id
-
-
-def _version(route: Route, request: Request) -> tuple[LoadedVersion, bool]:
-    """The version a request names (or the release's pick), and whether it was picked by the traffic split."""
-    number = request.params.get("version")
-    label = request.params.get("label")
-    if number is not None:
-        found = route.version(int(number)) if number.isascii() and number.isdigit() else None
-        if found is None:
-            live = ", ".join(str(v.key.number) for v in route.live())
-            raise ProtocolError(f"version '{number}' of '{route.endpoint}' is not deployed (live: {live})", 404)
-        return found, False
-    if label is not None:
-        found = route.label(label)
-        if found is None:
-            known = "'stable'" + (", 'canary'" if route.canary is not None else "")
-            raise ProtocolError(f"label '{label}' of '{route.endpoint}' is not assigned (labels: {known})", 404)
-        return found, False
-    return route.pick(), True
-
-
-async def _run(
-    route: Route, version: LoadedVersion, picked: bool, inputs: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    router = router_get()
-    try:
-        outputs = await router.infer(route, version, inputs)
-    except Exception as exc:
-        raise _runtime_error(exc, version) from exc
-    if picked and version is route.primary:
-        router.shadow_copy(route, inputs, outputs)
-    drift_monitor.observe(route.endpoint, version.key.number, version.drift, inputs)
-    return outputs
-
-
-def _runtime_error(exc: Exception, version: LoadedVersion) -> ProtocolError:
-    # onnxruntime reports bad values (an index out of range, ...) as InvalidArgument: the caller's fault.
-    if type(exc).__name__ in {"InvalidArgument", "InvalidGraph"} or isinstance(exc, ValueError):
-        return ProtocolError(f"v{version.key.number} refused the input: {exc}", 400)
-    return ProtocolError(f"v{version.key.number} failed to run: {type(exc).__name__}: {exc}", 500)
-
-
-def _role(route: Route, version: LoadedVersion) -> str:
-    if version is route.primary:
-        return "primary"
-    return "canary" if version is route.canary else "shadow"
-
-
-def _measure(request: Request, route: Route, version: LoadedVersion, inputs: dict[str, np.ndarray] | None) -> None:
-    """Tell the front door what to record for this request (it knows the status and the time)."""
-    rows = int(next(iter(inputs.values())).shape[0]) if inputs and next(iter(inputs.values())).ndim else 0
-    request.metric = (route.endpoint, version.key.number, _role(route, version), rows)
-
-
-def _versions(route: Route) -> list[str]:
-    return sorted({str(v.key.number) for v in route.live()}, key=int)
-
-
 # --- Open Inference Protocol ------------------------------------------------------------------------------------
 
 
@@ -191,11 +96,11 @@ async def v2_server_metadata(request: Request) -> Response:
 
 @_protocol_errors
 async def v2_model_metadata(request: Request) -> Response:
-    route = await _route(request)
-    version, _ = _version(route, request) if "version" in request.params else (route.primary, False)
+    route = await endpoint_resolve(request)
+    version, _ = version_resolve(route, request) if "version" in request.params else (route.primary, False)
     body = v2.v2_model_metadata(
         name=route.endpoint,
-        versions=_versions(route),
+        versions=live_versions(route),
         platform=v2.PLATFORMS.get(version.key.format, version.key.format),
         signature=version.key.signature,
     )
@@ -204,22 +109,22 @@ async def v2_model_metadata(request: Request) -> Response:
 
 @_protocol_errors
 async def v2_model_ready(request: Request) -> Response:
-    route = await _route(request)
+    route = await endpoint_resolve(request)
     if "version" in request.params:
-        _version(route, request)
+        version_resolve(route, request)
     else:
         # An earlier release still serves, but the live one could not be loaded: its team is told, nobody else.
         broken = router_get().state.broken.get(route.endpoint)
-        if broken is not None and await _is_team(request, broken.team_id):
+        if broken is not None and await caller_is_team(request, broken.team_id):
             raise ProtocolError(f"endpoint '{route.endpoint}' is not ready: {broken.reason}", 503)
     return _json(200, {"name": route.endpoint, "ready": True})
 
 
 @_protocol_errors
 async def v2_infer(request: Request) -> Response:
-    route = await _route(request)
-    version, picked = _version(route, request)
-    _measure(request, route, version, None)
+    route = await endpoint_resolve(request)
+    version, picked = version_resolve(route, request)
+    measure(request, route, version, None)
     header_length = request.headers.get("inference-header-content-length")
     if header_length is not None and not (header_length.isascii() and header_length.isdigit()):
         raise ProtocolError("Inference-Header-Content-Length must be a number of bytes")
@@ -227,8 +132,8 @@ async def v2_infer(request: Request) -> Response:
     body = await request.read()
     json_size = len(body) if json_length is None else min(json_length, len(body))
     parsed = await body_decode(json_size, v2.v2_request_parse, body, version.key.signature, json_length)
-    _measure(request, route, version, parsed.inputs)
-    outputs = await _run(route, version, picked, parsed.inputs)
+    measure(request, route, version, parsed.inputs)
+    outputs = await infer(route, version, picked, parsed.inputs)
     body, headers = v2.v2_response_encode(
         model_name=route.endpoint, model_version=str(version.key.number), request=parsed, outputs=outputs
     )
@@ -241,17 +146,17 @@ async def v2_infer(request: Request) -> Response:
 
 @_protocol_errors
 async def tfserving_status(request: Request) -> Response:
-    route = await _route(request)
+    route = await endpoint_resolve(request)
     if "version" in request.params or "label" in request.params:
-        version, _ = _version(route, request)
+        version, _ = version_resolve(route, request)
         return _json(200, tfserving.tfserving_status([str(version.key.number)]))
-    return _json(200, tfserving.tfserving_status(_versions(route)))
+    return _json(200, tfserving.tfserving_status(live_versions(route)))
 
 
 @_protocol_errors
 async def tfserving_metadata(request: Request) -> Response:
-    route = await _route(request)
-    version = _version(route, request)[0] if request.params.keys() & {"version", "label"} else route.primary
+    route = await endpoint_resolve(request)
+    version = version_resolve(route, request)[0] if request.params.keys() & {"version", "label"} else route.primary
     return _json(
         200,
         tfserving.tfserving_metadata(
@@ -263,20 +168,20 @@ async def tfserving_metadata(request: Request) -> Response:
 
 @_protocol_errors
 async def tfserving_predict(request: Request) -> Response:
-    route = await _route(request)
-    version, picked = _version(route, request)
-    _measure(request, route, version, None)
+    route = await endpoint_resolve(request)
+    version, picked = version_resolve(route, request)
+    measure(request, route, version, None)
     body = await request.read()
     inputs, style = await body_decode(len(body), tfserving.tfserving_request_parse, body, version.key.signature)
-    _measure(request, route, version, inputs)
-    outputs = await _run(route, version, picked, inputs)
+    measure(request, route, version, inputs)
+    outputs = await infer(route, version, picked, inputs)
     headers = {**JSON, "x-modeldeck-version": str(version.key.number)}
     return Response(200, tfserving.tfserving_response_encode(outputs, style), headers)
 
 
 @_protocol_errors
 async def tfserving_unsupported(request: Request) -> Response:
-    await _route(request)
+    await endpoint_resolve(request)
     verb = request.params.get("op", "").lstrip(":")
     raise ProtocolError(f"'{verb}' needs a tf.Example classification/regression signature; use ':predict'", 400)
 
@@ -286,27 +191,27 @@ async def tfserving_unsupported(request: Request) -> Response:
 
 @_protocol_errors
 async def mlflow_ping(request: Request) -> Response:
-    await _route(request)
+    await endpoint_resolve(request)
     return Response(200, b"\n", {"content-type": "application/json"})
 
 
 @_protocol_errors
 async def mlflow_version(request: Request) -> Response:
-    await _route(request)
+    await endpoint_resolve(request)
     return Response(200, SERVER_VERSION.encode(), {"content-type": "text/plain"})
 
 
 @_protocol_errors
 async def mlflow_invocations(request: Request) -> Response:
-    route = await _route(request)
+    route = await endpoint_resolve(request)
     version, picked = route.pick(), True
-    _measure(request, route, version, None)
+    measure(request, route, version, None)
     content_type = request.headers.get("content-type")
     mlflow.mlflow_content_kind(content_type)  # 415 before the body is read
     body = await request.read()
     inputs = await body_decode(len(body), mlflow.mlflow_request_parse, body, content_type, version.key.signature)
-    _measure(request, route, version, inputs)
-    outputs = await _run(route, version, picked, inputs)
+    measure(request, route, version, inputs)
+    outputs = await infer(route, version, picked, inputs)
     headers = {**JSON, "x-modeldeck-version": str(version.key.number)}
     return Response(200, mlflow.mlflow_response_encode(outputs), headers)
 

@@ -339,7 +339,7 @@ async def test_a_database_failure_while_checking_a_token_is_no_verdict_on_it(
         raise OperationalError("the database is away")
 
     # Whatever else on the data plane finds the database away answers the same way.
-    monkeypatch.setattr("serving.views._route", database_away)
+    monkeypatch.setattr("serving.views.endpoint_resolve", database_away)
     response = await client.post("/mlflow/iris/invocations", json={"inputs": [ROW]}, headers=deployed.auth())
     assert (response.status_code, response.json(), response.headers["retry-after"]) == (
         503,
