@@ -7,7 +7,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv/bin
 
-.PHONY: run test install lint typecheck pytest bench clean docker-test
+.PHONY: run test install lint typecheck pytest bench clean docker-test protos
 
 # uv is bootstrapped with pip when the machine does not have it.
 .tools/bin/uv:
@@ -53,6 +53,10 @@ bench: install
 	$(VENV)/python bench/serving.py
 	$(VENV)/python bench/dataplane.py
 	$(VENV)/python bench/monitoring.py
+
+# serving/grpc/generated/ from serving/grpc/protos/ (serving/grpc/generate.py says why it is rewritten after protoc).
+protos: install
+	$(VENV)/python -m serving.grpc.generate
 
 # The image and the compose stack, end to end (docker/README.md); prints a "skipped" line where Docker is unavailable.
 docker-test: install
