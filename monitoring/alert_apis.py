@@ -10,9 +10,9 @@ from rest_framework.views import APIView
 
 from common.openapi import error_responses
 from deployments.selectors import endpoint_get
-from monitoring.alerts import (
+from monitoring.alerts.firing import alert_list
+from monitoring.alerts.rules import (
     MAX_WINDOW_SECONDS,
-    alert_list,
     alert_rule_create,
     alert_rule_delete,
     alert_rule_get,

@@ -19,7 +19,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from monitoring.alerts import AlertEvaluator
+from monitoring.alerts.evaluation import AlertEvaluator
 from monitoring.drift import DriftMonitor, drift_monitor
 from monitoring.publish import endpoint_metrics_publish
 from monitoring.recorder import Recorder, Series, SeriesKey, recorder

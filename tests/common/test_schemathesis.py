@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from deployments.models import Endpoint
 from deployments.services import endpoint_create
-from monitoring.alerts import alert_rule_create
+from monitoring.alerts.rules import alert_rule_create
 from monitoring.models import Alert, AlertRule, DriftWindow, MetricMinute
 from monitoring.recorder import LATENCY_BOUNDS
 from registry.benchmark_services import version_benchmark_request

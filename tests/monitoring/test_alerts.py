@@ -20,8 +20,10 @@ from django.db import OperationalError, connections
 
 from deployments.models import Endpoint, Release
 from deployments.services import endpoint_create, release_promote, release_rollback_automatic
-from monitoring import alerts as alerts_module
-from monitoring.alerts import AlertEvaluator, _Track, alert_data, metric_value
+from monitoring.alerts import evaluation
+from monitoring.alerts.evaluation import AlertEvaluator
+from monitoring.alerts.firing import alert_data
+from monitoring.alerts.history import RunningTotals, metric_value
 from monitoring.flusher import Flusher
 from monitoring.groups import team_group
 from monitoring.models import Alert, AlertRule
@@ -275,7 +277,7 @@ def test_alerts_list_newest_first_in_constant_queries(canary: Canary, django_ass
 
 
 def test_running_totals_sum_any_window_and_forget_the_oldest() -> None:
-    track = _Track()
+    track = RunningTotals()
     for second, (count, errors) in enumerate([(10, 1), (20, 2), (30, 3)], start=100):
         track.add(second, served(count, errors))
     assert track.between(100, 102)[:2] == (60, 6)
@@ -481,7 +483,7 @@ async def test_a_database_that_is_away_delays_the_alert_never_loses_it(canary: C
     evaluator = AlertEvaluator()
     now = time.time() + 1
     evaluator.observe(int(now) - 1, canary_window(100, 50))
-    real = alerts_module.alert_fire
+    real = evaluation.alert_fire
     calls: list[int] = []
 
     def database_away(**kwargs: Any) -> Alert | None:
@@ -490,7 +492,7 @@ async def test_a_database_that_is_away_delays_the_alert_never_loses_it(canary: C
             raise OperationalError("the database is away")
         return real(**kwargs)
 
-    monkeypatch.setattr(alerts_module, "alert_fire", database_away)
+    monkeypatch.setattr(evaluation, "alert_fire", database_away)
     assert await evaluator.evaluate(now) == []
     [alert] = await evaluator.evaluate(now + 1)
     assert (alert.version, alert.action_taken, len(calls)) == (2, "notified", 2)
