@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from modeldeck.errors import Invalid, NotAuthenticated
+from modeldeck.errors import LOGIN_HINT, Invalid, NotAuthenticated
 
 ENV_URL = "MODELDECK_URL"
 ENV_TOKEN = "MODELDECK_TOKEN"  # noqa: S105 (the variable's name, not a secret)
@@ -68,11 +68,7 @@ def credentials_resolve() -> Credentials:
     token = os.environ.get(ENV_TOKEN, "").strip() or saved.get("token", "")
     if not url or not token:
         missing = " and ".join(name for name, value in (("a URL", url), ("a token", token)) if not value)
-        raise NotAuthenticated(
-            f"No ModelDeck login: {missing} missing. Run `modeldeck login URL --token TOKEN`, "
-            f"or set {ENV_URL} and {ENV_TOKEN}.",
-            code="not_logged_in",
-        )
+        raise NotAuthenticated(f"No ModelDeck login: {missing} missing. {LOGIN_HINT}", code="not_logged_in")
     return Credentials(url=url_normalize(url), token=token)
 
 

@@ -21,19 +21,24 @@ EXIT_INVALID = 5
 EXIT_PARITY_FAILED = 6
 EXIT_JOB_FAILED = 7
 EXIT_CONNECTION = 8
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (not listed in the help: no pipeline acts on it)
 
-EXIT_CODES_HELP = """\
-exit codes:
-  0  ok
-  1  unexpected error (a server error, a bug)
-  2  usage error (a missing or malformed argument, a local file that does not exist)
-  3  not found (no such model, version, endpoint or job, or not visible to this token)
-  4  permission denied or not authenticated (no login, a wrong, expired or revoked token, a role too weak,
-     or too many wrong tokens from this address: wait as the message says)
-  5  invalid input (the server refused the request: 400, 409, 413, 415 or 422)
-  6  parity failed (a waited-for conversion produced a version whose parity report failed)
-  7  job failed or cancelled (a conversion or benchmark job, or the processing of an upload)
-  8  connection error or timeout (the server could not be reached, or a wait ran past --timeout)"""
+# The error table: what each exit code means, as `modeldeck --help` lists it. Each error class below names its
+# code; the hints and the message of an unexpected error follow the classes.
+EXIT_CODE_MEANINGS: dict[int, str] = {
+    EXIT_OK: "ok",
+    EXIT_ERROR: "unexpected error (a server error, a bug)",
+    EXIT_USAGE: "usage error (a missing or malformed argument, a local file that does not exist)",
+    EXIT_NOT_FOUND: "not found (no such model, version, endpoint or job, or not visible to this token)",
+    EXIT_PERMISSION: "permission denied or not authenticated (no login, a wrong, expired or revoked token, a role too "
+    "weak,\n     or too many wrong tokens from this address: wait as the message says)",
+    EXIT_INVALID: "invalid input (the server refused the request: 400, 409, 413, 415 or 422)",
+    EXIT_PARITY_FAILED: "parity failed (a waited-for conversion produced a version whose parity report failed)",
+    EXIT_JOB_FAILED: "job failed or cancelled (a conversion or benchmark job, or the processing of an upload)",
+    EXIT_CONNECTION: "connection error or timeout (the server could not be reached, or a wait ran past --timeout)",
+}
+
+EXIT_CODES_HELP = "exit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items())
 
 
 class ModelDeckError(Exception):
@@ -103,6 +108,38 @@ class ParityFailed(ModelDeckError):
     """Raise when a converted version's parity report failed (and no admin accepted it)."""
 
     exit_code = EXIT_PARITY_FAILED
+
+
+class UsageError(ModelDeckError):
+    """Raise for a command line that names something that is not there (a local file)."""
+
+    exit_code = EXIT_USAGE
+
+
+# The way out, shown under the message of the errors a login fixes (and ending the one of no login at all). The
+# variables are config.ENV_URL and config.ENV_TOKEN, written out: config imports this module.
+LOGIN_HINT = "Run `modeldeck login URL --token TOKEN`, or set MODELDECK_URL and MODELDECK_TOKEN."
+SIGNATURE_CHANGE_HINT = (
+    "`modeldeck promote ... --allow-signature-change` releases it anyway (admins only on protected endpoints)"
+)
+UNEXPECTED_CODE = "unexpected"
+
+
+def error_hint(error: ModelDeckError) -> str:
+    """The hint shown under an error's message, or "" (a wait that ran out is not a login problem)."""
+    if isinstance(error, NotAuthenticated) or (isinstance(error, ConnectionFailed) and error.code != "wait_timeout"):
+        return LOGIN_HINT
+    return ""
+
+
+def unexpected_message(error: BaseException) -> str:
+    """What the CLI says of an exception that is not a ModelDeckError (a bug, or a server answer it cannot read)."""
+    return f"unexpected error: {type(error).__name__}: {error}"
+
+
+def unexpected_to_dict(error: BaseException) -> dict[str, Any]:
+    """An unexpected error as `--json` shows it (no HTTP status: none was involved)."""
+    return {"code": UNEXPECTED_CODE, "message": unexpected_message(error), "detail": {}, "exit_code": EXIT_ERROR}
 
 
 _BY_STATUS: dict[int, type[ModelDeckError]] = {

@@ -1,0 +1,58 @@
+"""`modeldeck promote` and `modeldeck rollback`: a new release on an endpoint, forward or back."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from modeldeck.commands.arguments import CommandAdd, json_flag, percent
+from modeldeck.commands.context import Context
+from modeldeck.commands.tables import serving_text
+from modeldeck.output import Result
+from modeldeck.resources import Release
+
+
+def register(add: CommandAdd) -> None:
+    promote = add("promote", promote_run, "promote a version on an endpoint, or start a canary (a new release)")
+    promote.add_argument("endpoint", metavar="ENDPOINT")
+    promote.add_argument("version", metavar="VERSION", type=int)
+    promote.add_argument("--canary", type=percent, metavar="PCT", help="send PCT %% of traffic to VERSION only")
+    promote.add_argument("--shadow", type=int, metavar="N", help="also mirror traffic to version N, unanswered")
+    promote.add_argument(
+        "--allow-signature-change",
+        action="store_true",
+        help="release it even though its inputs or outputs differ from the primary's (audited; without it: exit 5)",
+    )
+    promote.add_argument("--reason", default="", help="recorded on the release")
+    json_flag(promote)
+
+    rollback = add("rollback", rollback_run, "roll an endpoint back to its previous release (a new release)")
+    rollback.add_argument("endpoint", metavar="ENDPOINT")
+    rollback.add_argument("--reason", default="", help="recorded on the release")
+    json_flag(rollback)
+
+
+def promote_run(ctx: Context) -> Result:
+    args = ctx.args
+    release = ctx.client.promote(
+        args.endpoint,
+        args.version,
+        canary_percent=args.canary,
+        shadow_version=args.shadow,
+        allow_signature_change=args.allow_signature_change,
+        reason=args.reason,
+    )
+    return _release_result(args.endpoint, release)
+
+
+def rollback_run(ctx: Context) -> Result:
+    release = ctx.client.rollback(ctx.args.endpoint, reason=ctx.args.reason)
+    return _release_result(ctx.args.endpoint, release)
+
+
+def _release_result(endpoint: str, release: Release) -> Result:
+    def render(console: Console) -> None:
+        console.print(
+            f"[bold]{endpoint}[/]: release {release['number']} ({release['action']}) — {serving_text(release)}"
+        )
+
+    return Result({"endpoint": endpoint, "release": release}, render)
