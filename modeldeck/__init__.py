@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib.metadata
+
+# pyproject.toml's `version` is the one written value; everything else reads it from the installed metadata. Set
+# before the imports below: the client sends it in its User-Agent.
+__version__ = importlib.metadata.version("modeldeck")
 
 from modeldeck.client import Client, model_reference_split
 from modeldeck.errors import (
