@@ -6,6 +6,7 @@ and every error against its exact protocol body.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 from collections.abc import AsyncIterator
@@ -155,7 +156,11 @@ async def test_v2_server_ready_once_the_router_has_refreshed(
 async def test_v2_server_metadata(client: httpx.AsyncClient) -> None:
     response = await client.get("/v2")
     assert response.status_code == 200
-    assert response.json() == {"name": "modeldeck", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+    assert response.json() == {
+        "name": "modeldeck",
+        "version": importlib.metadata.version("modeldeck"),
+        "extensions": ["binary_tensor_data"],
+    }
 
 
 # --- Open Inference Protocol: model metadata and readiness -----------------------------------------------------
@@ -700,7 +705,7 @@ async def test_mlflow_ping_and_health(client: httpx.AsyncClient, deployed: Deplo
         assert response.content == b"\n"
     response = await client.get("/mlflow/iris/version", headers=deployed.auth())
     assert response.status_code == 200
-    assert response.text == "0.1.0"
+    assert response.text == importlib.metadata.version("modeldeck")
 
 
 async def test_mlflow_errors(client: httpx.AsyncClient, deployed: Deployed) -> None:
