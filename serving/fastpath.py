@@ -14,8 +14,14 @@ unchanged, with the same body rules (timeout, in-flight cap, what happens to a r
 HTTP semantics kept from uvicorn's cycle: keep-alive and `Connection: close` (HTTP/1.0 closes), pipelined requests
 answered in order (fast and ASGI ones mixed), `Expect: 100-continue` (answered once the headers are accepted), the
 body limit (413 as soon as a declared Content-Length is over it, else once the limit is passed), the server's
-default headers, the access log, and a graceful shutdown that lets a request in flight finish. Use it with
-`uvicorn --http serving.fastpath:DataPlaneProtocol`.
+default headers, the access log, and a graceful shutdown that lets a request in flight finish. Response header names
+and values are checked with uvicorn's own patterns before anything is written: one that would break the message
+(CR, LF, another control character, a name that is not a token) never reaches the wire; the request is answered 500
+in its protocol's shape instead, and logged. Use it with `uvicorn --http serving.fastpath:DataPlaneProtocol`.
+
+It subclasses uvicorn's protocol and relies on parts of it that uvicorn does not document: serving.private_internals
+lists each one with the measurement that justifies it, and tests/serving/test_private_internals.py fails naming the
+one an upgrade changed.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE, HttpToolsProtocol
 
 from serving.protocols.errors import ProtocolError
 
@@ -38,6 +44,30 @@ if TYPE_CHECKING:
 
 FAST_METHODS = frozenset({b"GET", b"POST"})
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+INTERNAL_ERROR = "internal error; the server log has the details"  # what serving.core says of any other bug
+# Response header lines already checked, by (name, value): the same few headers go out on nearly every answer, and a
+# lookup costs less than encoding and checking them again (or than writing them unchecked, as this path once did).
+HEADER_LINES: dict[tuple[str, str], bytes] = {}
+HEADER_LINES_MAX = 4096
+
+
+class InvalidHeader(ValueError):
+    """A response header that cannot be written as it is (uvicorn raises RuntimeError for the same headers)."""
+
+
+def header_line(name: str | bytes, value: str | bytes) -> bytes:
+    """`name: value` and its CRLF, once both pass uvicorn's checks (its HEADER_RE and HEADER_VALUE_RE): a name is
+    ASCII without separators or controls, a value latin-1 without controls but tab. Raises InvalidHeader."""
+    try:
+        raw_name = name if isinstance(name, bytes) else name.encode("ascii")
+        raw_value = value if isinstance(value, bytes) else value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise InvalidHeader(f"Invalid HTTP header: {name!r}: {value!r}") from None
+    if HEADER_RE.search(raw_name) or not raw_name:
+        raise InvalidHeader(f"Invalid HTTP header name: {name!r}")
+    if HEADER_VALUE_RE.search(raw_value):
+        raise InvalidHeader(f"Invalid HTTP header value for {name!r}: {value!r}")
+    return b"%s: %s\r\n" % (raw_name, raw_value)
 
 
 def _dataplane(app: Any) -> DataPlane | None:
@@ -57,6 +87,18 @@ class DataPlaneProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.dataplane = _dataplane(self.app)
         self.prefixes = self.dataplane.raw_prefixes if self.dataplane is not None else ()
+        # The server's default headers (server, date, --header) as checked and written last: uvicorn's Server puts a
+        # new list in server_state every second, so a list seen before is not checked again.
+        self.checked_defaults: tuple[object, bytes] = (None, b"")
+
+    def checked_default_headers(self) -> bytes:
+        """The server's default header lines, checked as uvicorn checks them (raises InvalidHeader)."""
+        defaults = self.server_state.default_headers
+        seen, lines = self.checked_defaults
+        if defaults is not seen:
+            lines = b"".join([header_line(name, value) for name, value in defaults])
+            self.checked_defaults = (defaults, lines)
+        return lines
 
     def on_message_begin(self) -> None:
         # uvicorn's builds the ASGI scope here; it is built only for a request that takes the ASGI path.
@@ -266,7 +308,7 @@ class FastCycle:
                 await protocol.flow.drain()
             if self.disconnected or protocol.transport.is_closing():
                 return
-            self._write(response)
+            status = self._write(response)
         except BaseException as exc:  # as uvicorn's cycle: logged, and the connection closed, never left hanging
             if not isinstance(exc, asyncio.CancelledError):
                 protocol.logger.error("Exception in the data plane's fast path", exc_info=exc)
@@ -274,23 +316,50 @@ class FastCycle:
                 protocol.transport.close()
             return
         if request is not None:
-            dataplane.record(request, response.status, time.perf_counter() - self.started)
+            dataplane.record(request, status, time.perf_counter() - self.started)
 
-    def _write(self, response: Response) -> None:
-        protocol = self.protocol
-        body = response.body
-        content = [STATUS_LINE[response.status]]
-        for default_name, default_value in protocol.server_state.default_headers:
-            content += [default_name, b": ", default_value, b"\r\n"]
-        content += [b"content-length: ", str(len(body)).encode(), b"\r\n"]
-        for name, value in response.headers.items():
-            if name == "connection":
-                self.keep_alive = False  # written once, below
+    def _head(self, response: Response, defaults: bytes) -> tuple[list[bytes], bool]:
+        """The status line and header lines of `response`, and whether the connection stays open after it. Raises
+        InvalidHeader before anything is written."""
+        keep_alive = self.keep_alive
+        content = [STATUS_LINE[response.status], defaults, b"content-length: %d\r\n" % len(response.body)]
+        for item in response.headers.items():
+            if item[0] == "connection":
+                keep_alive = False  # written once, below
                 continue
-            content += [name.encode(), b": ", value.encode("latin-1"), b"\r\n"]
-        if not self.keep_alive:
+            line = HEADER_LINES.get(item)
+            if line is None:
+                line = header_line(*item)
+                if len(HEADER_LINES) >= HEADER_LINES_MAX:  # bounded: headers that vary per response only clear it
+                    HEADER_LINES.clear()
+                HEADER_LINES[item] = line
+            content.append(line)
+        if not keep_alive:
             content.append(b"connection: close\r\n")
-        content += [b"\r\n", body]
+        return content, keep_alive
+
+    def _write(self, response: Response) -> int:
+        """Write `response` in one write; returns the status written: 500 in the protocol's shape, logged, when a
+        header of `response` (or of the server's defaults) cannot be written as it is."""
+        protocol = self.protocol
+        try:
+            defaults = protocol.checked_default_headers()
+            content, keep_alive = self._head(response, defaults)
+        except InvalidHeader as exc:
+            protocol.logger.error("Refused a response header on %s %s: %s", self.method, self.path, exc)
+            from serving.views import error_response  # Django is set up once requests arrive
+
+            refusal = error_response(self.path, 500, INTERNAL_ERROR)
+            if "connection" in response.headers:
+                refusal.headers["connection"] = "close"  # what it answered leaves an unread body behind
+            try:
+                defaults = protocol.checked_default_headers()
+            except InvalidHeader:
+                defaults = b""  # the server's own --header is the bad one: answer without them
+            content, keep_alive = self._head(refusal, defaults)
+            response = refusal
+        self.keep_alive = keep_alive
+        content += [b"\r\n", response.body]
         protocol.transport.write(b"".join(content))
         if protocol.access_log:
             client = protocol.client
@@ -303,6 +372,7 @@ class FastCycle:
                 response.status,
             )
         self.response_complete = True
-        if not self.keep_alive:
+        if not keep_alive:
             protocol.transport.close()
         protocol.on_response_complete()
+        return response.status

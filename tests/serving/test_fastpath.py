@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 from typing import Any
 
 import numpy as np
@@ -13,10 +15,12 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from serving.asgi import DataPlane
-from serving.fastpath import FastCycle, _dataplane
+from serving.core import Handler, Request, Response
+from serving.fastpath import FastCycle, InvalidHeader, _dataplane, header_line
 from serving.router import router_get
 from serving.views import ROUTES
 from tests.serving.conftest import Deployed
@@ -215,3 +219,143 @@ async def test_the_access_log_reads_as_uvicorns(app: Any, caplog: pytest.LogCapt
     assert [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"] == [
         f'127.0.0.1:50000 - "POST {PATH}?trace=1 HTTP/1.1" 200'
     ]
+
+
+INJECTED = "1\r\nX-Injected: 1"
+BAD_HEADERS = [
+    ("x-evil", INJECTED),  # response splitting
+    ("x-evil", "a\nb"),
+    ("x-evil", "a\x00b"),
+    ("x-evil", "\u20ac"),  # not latin-1: cannot be written at all
+    ("x evil", "1"),
+    ("x-evil:", "1"),
+    ("x-\u00e9vil", "1"),  # names are ASCII tokens
+    ("", "1"),
+]
+
+
+def header_app(settings: Any, headers: dict[str, str]) -> DataPlane:
+    """A data plane whose only handler, on each protocol's prefix, answers 200 with `headers` (a handler bug)."""
+    settings.MODELDECK_RECORD_INFERENCE = False
+
+    async def handler(request: Request) -> Response:
+        return Response(200, b"{}", {"content-type": "application/json", **headers})
+
+    async def fallback(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("every request here takes the fast path")
+
+    methods: dict[str, Handler] = {"GET": handler, "POST": handler}
+    routes = [(re.compile(r"^(/v2|/v1/models|/mlflow)/bad$"), methods)]
+    return DataPlane(fallback, routes)
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_HEADERS)
+async def test_a_header_that_would_break_the_message_never_reaches_the_wire(
+    settings: Any, caplog: pytest.LogCaptureFixture, name: str, value: str
+) -> None:
+    protocol, socket = fastpath_connection(header_app(settings, {name: value}))
+    with caplog.at_level("ERROR", logger="uvicorn.error"):
+        protocol.data_received(raw_request("GET", "/v2/bad", {"host": "t"}))
+        await socket.wait(1)
+    status, headers, content = socket.responses[0]
+    assert (status, json.loads(content)) == (500, {"error": "internal error; the server log has the details"})
+    assert dict(headers)[b"content-type"] == b"application/json"
+    assert b"injected" not in bytes(socket.written).lower()
+    assert b"evil" not in bytes(socket.written)
+    assert [r.levelno for r in caplog.records if "Refused a response header on GET /v2/bad" in r.getMessage()] == [
+        logging.ERROR
+    ]
+    # Nothing was written before the check: the connection is still in step and answers the next request.
+    assert not socket.closed
+    protocol.data_received(raw_request("GET", "/v2/bad", {"host": "t"}))
+    await socket.wait(2)
+    assert socket.responses[1][0] == 500
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/v1/models/bad", {"error": "internal error; the server log has the details"}),
+        ("/mlflow/bad", {"error_code": "INTERNAL_ERROR", "message": "internal error; the server log has the details"}),
+    ],
+)
+async def test_the_refusal_is_in_the_protocols_shape_and_keeps_connection_close(
+    settings: Any, path: str, expected: dict[str, str]
+) -> None:
+    # `connection: close` (set when a refused body is left unread) must survive the swap, or the unread body would
+    # be parsed as the next request.
+    protocol, socket = fastpath_connection(header_app(settings, {"x-evil": INJECTED, "connection": "close"}))
+    protocol.data_received(raw_request("GET", path, {"host": "t"}))
+    await socket.wait(1)
+    status, headers, content = socket.responses[0]
+    assert (status, json.loads(content)) == (500, expected)
+    assert dict(headers)[b"connection"] == b"close"
+    assert socket.closed
+
+
+async def test_a_bad_server_default_header_is_refused_too(settings: Any) -> None:
+    protocol, socket = fastpath_connection(header_app(settings, {}))
+    protocol.server_state.default_headers = [(b"server", b"modeldeck"), (b"x-operator", b"a\r\nX-Injected: 1")]
+    protocol.data_received(raw_request("GET", "/v2/bad", {"host": "t"}))
+    await socket.wait(1)
+    status, headers, _content = socket.responses[0]
+    assert status == 500
+    assert b"injected" not in bytes(socket.written).lower()
+    assert b"server" not in dict(headers)  # answered without the defaults, since one of them is the bad one
+    # Fixed (uvicorn's Server puts a new list in place every second): checked again, and written.
+    protocol.server_state.default_headers = [(b"server", b"modeldeck")]
+    protocol.data_received(raw_request("GET", "/v2/bad", {"host": "t"}))
+    await socket.wait(2)
+    assert socket.responses[1][0] == 200
+    assert dict(socket.responses[1][1])[b"server"] == b"modeldeck"
+
+
+async def test_good_headers_are_written_as_given(settings: Any) -> None:
+    protocol, socket = fastpath_connection(header_app(settings, {"x-note": 'tab\there, caf\u00e9 "quoted" (ok)'}))
+    protocol.data_received(raw_request("GET", "/v2/bad", {"host": "t"}))
+    await socket.wait(1)
+    status, headers, _content = socket.responses[0]
+    assert status == 200
+    assert dict(headers)[b"x-note"] == 'tab\there, caf\u00e9 "quoted" (ok)'.encode("latin-1")
+
+
+class WriteSink(asyncio.Transport):
+    """Takes what is written without parsing it (uvicorn writes bytes over 0x7f in a name, which a parser refuses)."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def test_header_checks_refuse_exactly_what_uvicorns_cycle_refuses() -> None:
+    """Every byte, in a name and in a value, through uvicorn's own RequestResponseCycle.send and through
+    header_line: both refuse the same ones (so the fast path refuses what the ASGI path refuses)."""
+    refused: dict[str, list[int]] = {"uvicorn": [], "fastpath": []}
+    for byte in range(256):
+        for name, value in ((b"x%cy" % byte, b"v"), (b"x", b"v%cw" % byte)):
+            socket = WriteSink()
+            cycle = RequestResponseCycle(
+                scope={"method": "GET", "http_version": "1.1", "path": "/", "query_string": b""},  # type: ignore[typeddict-item]
+                transport=socket,
+                flow=FlowControl(socket),
+                logger=logging.getLogger("uvicorn.error"),
+                access_logger=logging.getLogger("uvicorn.access"),
+                access_log=False,
+                default_headers=[],
+                message_event=asyncio.Event(),
+                expect_100_continue=False,
+                keep_alive=True,
+                on_response=lambda: None,
+            )
+            try:
+                await cycle.send({"type": "http.response.start", "status": 200, "headers": [(name, value)]})
+            except RuntimeError:
+                refused["uvicorn"].append(byte if value == b"v" else 256 + byte)
+            try:
+                header_line(name, value)
+            except InvalidHeader:
+                refused["fastpath"].append(byte if value == b"v" else 256 + byte)
+    assert refused["fastpath"] == refused["uvicorn"]
+    assert 13 in refused["uvicorn"] and 256 + 10 in refused["uvicorn"]  # CR in a name, LF in a value
