@@ -22,7 +22,7 @@ from django.db import close_old_connections
 from monitoring.alerts.evaluation import AlertEvaluator
 from monitoring.drift import DriftMonitor, drift_monitor
 from monitoring.publish import endpoint_metrics_publish
-from monitoring.recorder import Recorder, Series, SeriesKey, recorder
+from monitoring.recorder import ProtocolSeriesKey, Recorder, Series, SeriesKey, recorder, series_by_version
 from monitoring.services import drift_windows_save, metric_minutes_save
 
 logger = logging.getLogger(__name__)
@@ -118,11 +118,12 @@ class Flusher:
 
     async def flush(self, now: float, final: bool = False) -> None:
         """Publish the window that ended at `now` and write the minutes that are over."""
-        window = self.recorder.swap()
+        by_protocol = self.recorder.swap_by_protocol()
+        window = series_by_version(by_protocol)
         second = int(now) - 1  # the window holds what was answered during the second that just ended
         drift = self._drift_take(second, final)
-        # Alert rules judge the traffic this process served (see monitoring/alerts.py). Observed before the minutes
-        # below merge into these series; an alert that fails must never stop the flush.
+        # Alert rules judge the traffic this process served (see monitoring/alerts/evaluation.py). Observed before
+        # the minutes below merge into these series; an alert that fails must never stop the flush.
         try:
             self.alerts.observe(second, window)
             if drift:
@@ -134,7 +135,7 @@ class Flusher:
             await self._drift_publish(second, drift)
         if window:
             await self._publish(second, window)
-            self._prometheus(window)
+            self._prometheus(by_protocol)
             minute = _minute_of(second)
             for key, series in window.items():
                 kept = self._minutes.get((key, minute))
@@ -199,7 +200,7 @@ class Flusher:
                 self.gaps += 1
                 logger.warning("live metrics for %s not published (gap %d)", endpoint, self.gaps, exc_info=True)
 
-    def _prometheus(self, window: dict[SeriesKey, Series]) -> None:
+    def _prometheus(self, window: dict[ProtocolSeriesKey, Series]) -> None:
         try:
             from monitoring.prometheus import inference_add
 

@@ -17,25 +17,26 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
-from monitoring.recorder import BATCH_BOUNDS, LATENCY_BOUNDS, Series, SeriesKey
+from monitoring.recorder import BATCH_BOUNDS, LATENCY_BOUNDS, ProtocolSeriesKey, Series
 
 logger = logging.getLogger(__name__)
 
 INFERENCE_REQUESTS = Counter(
     "modeldeck_inference_requests_total",
-    "Inference requests answered, by endpoint, version and HTTP status code.",
-    ["endpoint", "version", "code"],
+    "Inference requests answered, by endpoint, version, status code (HTTP's; a gRPC refusal's kind by the same "
+    "number) and protocol (http or grpc).",
+    ["endpoint", "version", "code", "protocol"],
 )
 INFERENCE_DURATION = Histogram(
     "modeldeck_inference_duration_seconds",
-    "Inference request latency in seconds, by endpoint and version.",
-    ["endpoint", "version"],
+    "Inference request latency in seconds, by endpoint, version and protocol.",
+    ["endpoint", "version", "protocol"],
     buckets=LATENCY_BOUNDS,
 )
 BATCH_SIZE = Histogram(
     "modeldeck_batch_size",
-    "Rows per inference request, by endpoint and version.",
-    ["endpoint", "version"],
+    "Rows per inference request, by endpoint, version and protocol.",
+    ["endpoint", "version", "protocol"],
     buckets=BATCH_BOUNDS,
 )
 JOBS = Counter(
@@ -65,22 +66,23 @@ def _histogram_add(child: Any, buckets: list[int], total: float) -> None:
             child._buckets[i].inc(n)
 
 
-def inference_add(window: dict[SeriesKey, Series]) -> None:
+def inference_add(window: dict[ProtocolSeriesKey, Series]) -> None:
     """Add one flushed window of inference series to the request counter and the latency and batch histograms."""
     # Role is not a label: the version number already says which one it is.
-    merged: dict[tuple[str, str], Series] = {}
-    for (endpoint, number, _role), series in window.items():
-        key = (endpoint, str(number))
+    merged: dict[tuple[str, str, str], Series] = {}
+    for (endpoint, number, _role, protocol), series in window.items():
+        key = (endpoint, str(number), protocol)
         if key not in merged:
             merged[key] = Series()
         merged[key].merge(series)
-    for (endpoint, version), series in merged.items():
+    for (endpoint, version, protocol), series in merged.items():
         if not series.count:
             continue
         for code, n in series.codes.items():
-            INFERENCE_REQUESTS.labels(endpoint, version, str(code)).inc(n)
-        _histogram_add(INFERENCE_DURATION.labels(endpoint, version), series.latency_buckets, series.latency_sum)
-        _histogram_add(BATCH_SIZE.labels(endpoint, version), series.batch_buckets, series.rows)
+            INFERENCE_REQUESTS.labels(endpoint, version, str(code), protocol).inc(n)
+        duration = INFERENCE_DURATION.labels(endpoint, version, protocol)
+        _histogram_add(duration, series.latency_buckets, series.latency_sum)
+        _histogram_add(BATCH_SIZE.labels(endpoint, version, protocol), series.batch_buckets, series.rows)
 
 
 def jobs_count(*, kind: str, status: str) -> None:

@@ -33,6 +33,8 @@ LATENCY_BOUNDS: tuple[float, ...] = (
 BATCH_BOUNDS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 SeriesKey = tuple[str, int, str]  # (endpoint, version number, role: primary | canary | shadow)
+# A series as recorded: also by the transport that carried the requests (http | grpc), a label in Prometheus.
+ProtocolSeriesKey = tuple[str, int, str, str]
 
 
 @dataclass(slots=True)
@@ -79,16 +81,24 @@ class Recorder:
     """The current window of per-version series; `record` on the loop thread, `swap` by the flusher (same thread)."""
 
     def __init__(self) -> None:
-        self._window: dict[SeriesKey, Series] = {}
+        self._window: dict[ProtocolSeriesKey, Series] = {}
         self.enabled = True
 
     def record(
-        self, endpoint: str, version: int, role: str, status: int, seconds: float, rows: int, disagreed: bool = False
+        self,
+        endpoint: str,
+        version: int,
+        role: str,
+        status: int,
+        seconds: float,
+        rows: int,
+        disagreed: bool = False,
+        protocol: str = "http",
     ) -> None:
         """Count one answered inference request (for a shadow copy, also whether it disagreed with the primary)."""
         if not self.enabled:
             return
-        key = (endpoint, version, role)
+        key = (endpoint, version, role, protocol)
         series = self._window.get(key)
         if series is None:
             series = self._window[key] = Series()
@@ -104,10 +114,40 @@ class Recorder:
         series.latency_buckets[bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
         series.batch_buckets[bisect.bisect_left(BATCH_BOUNDS, rows)] += 1
 
-    def swap(self) -> dict[SeriesKey, Series]:
-        """Hand over the current window and start a new one."""
+    def swap_by_protocol(self) -> dict[ProtocolSeriesKey, Series]:
+        """Hand over the current window, series split by protocol, and start a new one."""
         window, self._window = self._window, {}
         return window
+
+    def swap(self) -> dict[SeriesKey, Series]:
+        """Hand over the current window, each version's protocols together, and start a new one."""
+        return series_by_version(self.swap_by_protocol())
+
+
+def series_by_version(window: dict[ProtocolSeriesKey, Series]) -> dict[SeriesKey, Series]:
+    """A window's series with their protocols merged (what the live stream, the minutes and alert rules count).
+
+    A version served over one protocol keeps its Series object; one served over several gets a new one, so the
+    window split by protocol stays as it was (the flusher hands it to Prometheus as well)."""
+    merged: dict[SeriesKey, Series] = {}
+    copied: set[SeriesKey] = set()
+    for (endpoint, version, role, _protocol), series in window.items():
+        key = (endpoint, version, role)
+        kept = merged.get(key)
+        if kept is None:
+            merged[key] = series
+            continue
+        if key not in copied:
+            kept = merged[key] = _copy(kept)
+            copied.add(key)
+        kept.merge(series)
+    return merged
+
+
+def _copy(series: Series) -> Series:
+    fresh = Series()
+    fresh.merge(series)
+    return fresh
 
 
 recorder = Recorder()

@@ -87,7 +87,7 @@ def record(request: Request, status: int, elapsed: float) -> None:
     """Count an answered inference request in monitoring (once its handler knew the version)."""
     if request.metric is not None:
         endpoint, version, role, rows = request.metric
-        recorder.record(endpoint, version, role, status, elapsed, rows)
+        recorder.record(endpoint, version, role, status, elapsed, rows, protocol=request.protocol)
 
 
 async def endpoint_resolve(request: Request) -> Route:

@@ -126,16 +126,16 @@ def test_a_window_is_exposed_exactly_as_single_observations_would_be(scrape) -> 
     endpoint = f"ep-{uuid.uuid4().hex[:8]}"
     # Version 1 reaches the window under two roles (e.g. primary, then a shadow copy): one series in Prometheus.
     recorder = window_of(endpoint, {(1, "primary"): PRIMARY[:4], (1, "shadow"): PRIMARY[4:], (2, "canary"): CANARY})
-    inference_add(recorder.swap())
+    inference_add(recorder.swap_by_protocol())
     samples = scrape()
 
     requests = "modeldeck_inference_requests_total"
-    assert samples[(requests, labels(endpoint=endpoint, version="1", code="200"))] == 5
-    assert samples[(requests, labels(endpoint=endpoint, version="1", code="500"))] == 1
-    assert samples[(requests, labels(endpoint=endpoint, version="2", code="200"))] == 2
-    assert samples[(requests, labels(endpoint=endpoint, version="2", code="404"))] == 1
+    assert samples[(requests, labels(endpoint=endpoint, version="1", code="200", protocol="http"))] == 5
+    assert samples[(requests, labels(endpoint=endpoint, version="1", code="500", protocol="http"))] == 1
+    assert samples[(requests, labels(endpoint=endpoint, version="2", code="200", protocol="http"))] == 2
+    assert samples[(requests, labels(endpoint=endpoint, version="2", code="404", protocol="http"))] == 1
     assert {key for key in samples if key[0] == requests and ("endpoint", endpoint) in key[1]} == {
-        (requests, labels(endpoint=endpoint, version=v, code=c))
+        (requests, labels(endpoint=endpoint, version=v, code=c, protocol="http"))
         for v, c in [("1", "200"), ("1", "500"), ("2", "200"), ("2", "404")]
     }
 
@@ -168,6 +168,29 @@ def test_a_window_is_exposed_exactly_as_single_observations_would_be(scrape) -> 
             assert len(exposed) == len(bounds) + 2  # every bucket, +Inf and the count
 
 
+def test_protocols_are_separate_series(scrape) -> None:
+    endpoint = f"ep-{uuid.uuid4().hex[:8]}"
+    recorder = Recorder()
+    recorder.record(endpoint, 1, "primary", 200, 0.002, 4)
+    recorder.record(endpoint, 1, "primary", 200, 0.002, 4, protocol="grpc")
+    recorder.record(endpoint, 1, "primary", 400, 0.001, 0, protocol="grpc")
+    inference_add(recorder.swap_by_protocol())
+    samples = scrape()
+
+    requests = "modeldeck_inference_requests_total"
+    assert {
+        key: value for key, value in samples.items() if key[0] == requests and ("endpoint", endpoint) in key[1]
+    } == {
+        (requests, labels(endpoint=endpoint, version="1", code="200", protocol="http")): 1,
+        (requests, labels(endpoint=endpoint, version="1", code="200", protocol="grpc")): 1,
+        (requests, labels(endpoint=endpoint, version="1", code="400", protocol="grpc")): 1,
+    }
+    grpc = histogram_of(samples, "modeldeck_inference_duration_seconds", endpoint=endpoint, protocol="grpc")
+    assert grpc[("_count", "")] == 2
+    http = histogram_of(samples, "modeldeck_batch_size", endpoint=endpoint, protocol="http")
+    assert (http[("_count", "")], http[("_sum", "")]) == (1, 4)
+
+
 CHILD = textwrap.dedent(
     """
     import sys
@@ -179,7 +202,7 @@ CHILD = textwrap.dedent(
     for _ in range(n):
         recorder.record(endpoint, 1, "primary", 200, 0.002, 4)
     recorder.record(endpoint, 1, "primary", 503, 0.5, 1)
-    inference_add(recorder.swap())
+    inference_add(recorder.swap_by_protocol())
     for _ in range(n):
         jobs_count(kind=kind, status="succeeded")
     """
@@ -195,11 +218,21 @@ def test_several_processes_are_summed_exactly(scrape) -> None:
     ]
     assert [child.wait(timeout=60) for child in children] == [0, 0]
     # And this process adds its own share alongside theirs.
-    inference_add(window_of(endpoint, {(1, "primary"): [(200, 0.002, 4)]}).swap())
+    inference_add(window_of(endpoint, {(1, "primary"): [(200, 0.002, 4)]}).swap_by_protocol())
     samples = scrape()
 
-    assert samples[("modeldeck_inference_requests_total", labels(endpoint=endpoint, version="1", code="200"))] == 11
-    assert samples[("modeldeck_inference_requests_total", labels(endpoint=endpoint, version="1", code="503"))] == 2
+    assert (
+        samples[
+            ("modeldeck_inference_requests_total", labels(endpoint=endpoint, version="1", code="200", protocol="http"))
+        ]
+        == 11
+    )
+    assert (
+        samples[
+            ("modeldeck_inference_requests_total", labels(endpoint=endpoint, version="1", code="503", protocol="http"))
+        ]
+        == 2
+    )
     duration = histogram_of(samples, "modeldeck_inference_duration_seconds", endpoint=endpoint, version="1")
     assert duration[("_bucket", "0.0025")] == 11
     assert duration[("_bucket", "0.5")] == duration[("_count", "")] == 13

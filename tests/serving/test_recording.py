@@ -19,7 +19,7 @@ from monitoring.drift import DriftMonitor, DriftReference
 from monitoring.flusher import Flusher, window_payload
 from monitoring.groups import endpoint_group
 from monitoring.models import DriftWindow, MetricMinute
-from monitoring.recorder import LATENCY_BOUNDS, Recorder, Series, recorder
+from monitoring.recorder import LATENCY_BOUNDS, Recorder, Series, recorder, series_by_version
 from serving.router import router_get
 from teams.choices import Role
 from teams.permissions import Actor
@@ -234,3 +234,24 @@ async def test_flusher_publishes_and_stores_drift_once_per_window(deployed: Depl
     assert entry["psi"]["x[2]"] > 1 and entry["psi"]["x[0]"] < 0.1
     [row] = await sync_to_async(lambda: list(DriftWindow.objects.values("version", "rows", "psi", "process")))()
     assert row == {"version": 1, "rows": 300, "psi": entry["psi"], "process": "test:3"}
+
+
+def test_protocols_are_recorded_apart_and_merged_for_the_version_views() -> None:
+    rec = Recorder()
+    rec.record("iris", 1, "primary", 200, 0.0003, 2)
+    rec.record("iris", 1, "primary", 400, 0.0003, 1, protocol="grpc")
+    rec.record("iris", 2, "canary", 200, 0.0003, 1, protocol="grpc")
+    by_protocol = rec.swap_by_protocol()
+    assert sorted(by_protocol) == [
+        ("iris", 1, "primary", "grpc"),
+        ("iris", 1, "primary", "http"),
+        ("iris", 2, "canary", "grpc"),
+    ]
+    merged = series_by_version(by_protocol)
+    assert sorted(merged) == [("iris", 1, "primary"), ("iris", 2, "canary")]
+    assert (merged[("iris", 1, "primary")].count, merged[("iris", 1, "primary")].codes) == (2, {200: 1, 400: 1})
+    # The split window is left as it was (Prometheus reads it after the merge).
+    assert by_protocol[("iris", 1, "primary", "http")].count == 1
+    assert by_protocol[("iris", 1, "primary", "grpc")].count == 1
+    # A version over one protocol keeps its own series object: no copy on the common path.
+    assert merged[("iris", 2, "canary")] is by_protocol[("iris", 2, "canary", "grpc")]
