@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -54,13 +55,15 @@ def _rewrite(source: str, modules: set[str]) -> str:
 def generate(out: Path = GENERATED) -> list[Path]:
     """Compile every proto into `out` (replacing what is there); return the files written."""
     import grpc_tools
-    from grpc_tools import protoc
 
     protos = sorted(str(path.relative_to(PROTOS)) for path in PROTOS.rglob("*.proto"))
     include = Path(grpc_tools.__file__).parent / "_proto"
     with tempfile.TemporaryDirectory() as scratch:
-        args = ["protoc", f"-I{PROTOS}", f"-I{include}", f"--python_out={scratch}", f"--pyi_out={scratch}"]
-        if protoc.main([*args, *protos]) != 0:
+        args = [f"-I{PROTOS}", f"-I{include}", f"--python_out={scratch}", f"--pyi_out={scratch}"]
+        # protoc in a process of its own: grpc_tools' compiler crashes (SIGSEGV) in a process that has loaded
+        # TensorFlow, whose own libprotobuf clashes with it, and the test run that checks the stubs loads both.
+        command = [sys.executable, "-m", "grpc_tools.protoc", *args, *protos]
+        if subprocess.run(command, check=False).returncode != 0:  # noqa: S603 -- our interpreter, our .proto paths
             raise SystemExit("protoc failed")
         files = sorted(Path(scratch).rglob("*.py*"))
         modules = {str(f.relative_to(scratch).with_suffix("")).replace("/", ".") for f in files if f.suffix == ".py"}

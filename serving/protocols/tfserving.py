@@ -22,7 +22,8 @@ from serving.protocols.tensors import (
 
 SIGNATURE_NAME = "serving_default"
 
-_DTYPES = {
+# Open Inference Protocol datatype -> TensorFlow DataType name (metadata here, TensorProto dtypes over gRPC).
+TF_DTYPES = {
     "BOOL": "DT_BOOL",
     "UINT8": "DT_UINT8",
     "UINT16": "DT_UINT16",
@@ -60,11 +61,7 @@ def _tfserving_request_parse(body: bytes, signature: Signature) -> tuple[dict[st
     if signature_name is not None:
         if not isinstance(signature_name, str):
             raise ProtocolError("'signature_name' must be a string")
-        if signature_name not in ("", SIGNATURE_NAME):
-            raise ProtocolError(
-                f'Serving signature name: "{signature_name}" not found in signature def; '
-                f'this model has only "{SIGNATURE_NAME}"'
-            )
+        tfserving_signature_check(signature_name)
     has_instances, has_inputs = "instances" in document, "inputs" in document
     if has_instances and has_inputs:
         raise ProtocolError("Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist")
@@ -76,6 +73,15 @@ def _tfserving_request_parse(body: bytes, signature: Signature) -> tuple[dict[st
         raise ProtocolError("Missing 'inputs' or 'instances' key")
     inputs_check(signature, inputs)
     return inputs, style
+
+
+def tfserving_signature_check(signature_name: str) -> None:
+    """Refuse a signature other than the one every served model has (empty means that one)."""
+    if signature_name not in ("", SIGNATURE_NAME):
+        raise ProtocolError(
+            f'Serving signature name: "{signature_name}" not found in signature def; '
+            f'this model has only "{SIGNATURE_NAME}"'
+        )
 
 
 def _is_named_object(value: Any) -> bool:
@@ -234,7 +240,7 @@ def tfserving_metadata(*, name: str, version: str, signature: Signature) -> dict
 
 def _tensor_info(spec: TensorSpec, tensor_name: str) -> dict[str, Any]:
     return {
-        "dtype": _DTYPES[spec.datatype],
+        "dtype": TF_DTYPES[spec.datatype],
         "tensor_shape": {"dim": [{"size": str(dim), "name": ""} for dim in spec.shape], "unknown_rank": False},
         "name": tensor_name,
     }

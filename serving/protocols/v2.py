@@ -197,31 +197,15 @@ def _input_parse(
 
     if "datatype" not in item:
         raise ProtocolError(f"input '{name}' has no 'datatype'")
-    datatype = item["datatype"]
-    if datatype != spec.datatype:
-        shown = datatype if isinstance(datatype, str) else json_preview(datatype)
-        raise ProtocolError(f"input '{name}' has datatype {shown} but the model expects {spec.datatype}")
+    v2_input_datatype_check(spec, item["datatype"])
 
     if "shape" not in item:
         raise ProtocolError(f"input '{name}' has no 'shape'")
     shape = item["shape"]
-    if not isinstance(shape, list) or not all(type(dim) is int and dim >= 0 for dim in shape):
-        raise ProtocolError(
-            f"input '{name}' has an invalid shape {json_preview(shape)}; it must be a list of non-negative integers"
-        )
-    if len(shape) > MAX_RANK or any(dim > MAX_DIM for dim in shape):
-        # numpy cannot even describe such an array ("array is too big"), empty or not: refuse it by its shape.
-        raise ProtocolError(
-            f"input '{name}' has shape {json_preview(shape)}; a tensor has at most {MAX_RANK} dimensions of at most "
-            f"{MAX_DIM} each"
-        )
+    v2_input_shape_check(name, shape)
 
     parameters = _parameters(item, f"input '{name}'")
-    if "shared_memory_region" in parameters:
-        raise ProtocolError(
-            f"input '{name}' asks for shared memory (parameters.shared_memory_region), which this server "
-            "does not support; send the data in the request"
-        )
+    v2_input_parameters_check(name, parameters)
     if "binary_data_size" in parameters:
         size = parameters["binary_data_size"]
         if "data" in item:
@@ -245,6 +229,36 @@ def _input_parse(
     if "data" not in item:
         raise ProtocolError(f"input '{name}' has no 'data' (nor parameters.binary_data_size)")
     return name, tensor_from_data(spec, item["data"], shape), offset
+
+
+def v2_input_datatype_check(spec: TensorSpec, datatype: Any) -> None:
+    """Refuse an input whose declared datatype is not the model's (the same message over HTTP and gRPC)."""
+    if datatype != spec.datatype:
+        shown = datatype if isinstance(datatype, str) else json_preview(datatype)
+        raise ProtocolError(f"input '{spec.name}' has datatype {shown} but the model expects {spec.datatype}")
+
+
+def v2_input_shape_check(name: str, shape: Any) -> None:
+    """Refuse a declared shape that is not a list of non-negative integers numpy can describe."""
+    if not isinstance(shape, list) or not all(type(dim) is int and dim >= 0 for dim in shape):
+        raise ProtocolError(
+            f"input '{name}' has an invalid shape {json_preview(shape)}; it must be a list of non-negative integers"
+        )
+    if len(shape) > MAX_RANK or any(dim > MAX_DIM for dim in shape):
+        # numpy cannot even describe such an array ("array is too big"), empty or not: refuse it by its shape.
+        raise ProtocolError(
+            f"input '{name}' has shape {json_preview(shape)}; a tensor has at most {MAX_RANK} dimensions of at most "
+            f"{MAX_DIM} each"
+        )
+
+
+def v2_input_parameters_check(name: str, parameters: dict[str, Any]) -> None:
+    """Refuse an input's parameters that ask for what this server does not do."""
+    if "shared_memory_region" in parameters:
+        raise ProtocolError(
+            f"input '{name}' asks for shared memory (parameters.shared_memory_region), which this server "
+            "does not support; send the data in the request"
+        )
 
 
 def _binary_tensor(spec: TensorSpec, shape: list[int], body: bytes, offset: int, size: int) -> np.ndarray:
@@ -319,21 +333,9 @@ def _outputs_parse(
         name = item.get("name")
         if not isinstance(name, str):
             raise ProtocolError(f"outputs[{index}] has no 'name'")
-        if name not in known:
-            raise ProtocolError(f"unexpected output '{name}'; the model's outputs are: {names_text(signature.outputs)}")
-        if name in names:
-            raise ProtocolError(f"output '{name}' is requested more than once")
+        v2_output_name_check(signature, known, name, names)
         output_parameters = _parameters(item, f"output '{name}'")
-        if "classification" in output_parameters:
-            raise ProtocolError(
-                f"output '{name}' asks for classification (parameters.classification), "
-                "which this server does not support"
-            )
-        if "shared_memory_region" in output_parameters:
-            raise ProtocolError(
-                f"output '{name}' asks for shared memory (parameters.shared_memory_region), "
-                "which this server does not support"
-            )
+        v2_output_parameters_check(name, output_parameters)
         wants_binary = output_parameters.get("binary_data", default_binary)
         if type(wants_binary) is not bool:
             raise ProtocolError(
@@ -343,6 +345,27 @@ def _outputs_parse(
         if wants_binary:
             binary.add(name)
     return names, binary
+
+
+def v2_output_name_check(signature: Signature, known: set[str], name: str, chosen: list[str]) -> None:
+    """Refuse a requested output the model does not have (`known`: its output names), or one asked twice."""
+    if name not in known:
+        raise ProtocolError(f"unexpected output '{name}'; the model's outputs are: {names_text(signature.outputs)}")
+    if name in chosen:
+        raise ProtocolError(f"output '{name}' is requested more than once")
+
+
+def v2_output_parameters_check(name: str, parameters: dict[str, Any]) -> None:
+    """Refuse a requested output's parameters that ask for what this server does not do."""
+    if "classification" in parameters:
+        raise ProtocolError(
+            f"output '{name}' asks for classification (parameters.classification), which this server does not support"
+        )
+    if "shared_memory_region" in parameters:
+        raise ProtocolError(
+            f"output '{name}' asks for shared memory (parameters.shared_memory_region), "
+            "which this server does not support"
+        )
 
 
 def v2_response_encode(
@@ -355,10 +378,10 @@ def v2_response_encode(
         if name not in outputs:
             raise ProtocolError(f"the model returned no output '{name}'", status=500)
         array = np.asarray(outputs[name])
-        datatype = _output_datatype(name, array)
+        datatype = v2_output_datatype(name, array)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if name in request.binary_outputs:
-            chunk = _binary_output(array, datatype)
+            chunk = v2_binary_output(array, datatype)
             entry["parameters"] = {"binary_data_size": len(chunk)}
             chunks.append(chunk)
         else:
@@ -383,7 +406,8 @@ def v2_response_encode(
 _DATATYPE_OF_DTYPE = {np.dtype(t): name for name, t in DATATYPE_TO_NUMPY.items() if name != "BYTES"}
 
 
-def _output_datatype(name: str, array: np.ndarray) -> str:
+def v2_output_datatype(name: str, array: np.ndarray) -> str:
+    """The V2 datatype of an output array (a 500 for a numpy dtype V2 cannot carry)."""
     if array.dtype.kind in "OUS":
         return "BYTES"
     datatype = _DATATYPE_OF_DTYPE.get(array.dtype) or NUMPY_TO_DATATYPE.get(array.dtype.name)
@@ -392,7 +416,8 @@ def _output_datatype(name: str, array: np.ndarray) -> str:
     return datatype
 
 
-def _binary_output(array: np.ndarray, datatype: str) -> bytes | memoryview:
+def v2_binary_output(array: np.ndarray, datatype: str) -> bytes | memoryview:
+    """An output's raw bytes: little-endian, row-major; BYTES elements each after a 4-byte length."""
     if datatype == "BYTES":
         parts = []
         for value in array.ravel().tolist():
