@@ -13,6 +13,11 @@ workers=${MODELDECK_WEB_WORKERS:-1}
 # The embedded defaults (in-memory channel layer, per-process cache) hold state in one process; several web
 # processes need Redis to share it.
 [ -n "${REDIS_URL:-}" ] || workers=1
+# Off unless MODELDECK_ACCESS_LOG says so, as in `make run` (common/webserver.py says why).
+case "$(printf '%s' "${MODELDECK_ACCESS_LOG:-false}" | tr '[:upper:]' '[:lower:]')" in
+    1 | true | yes | y | on | ok) access_log=--access-log ;;
+    *) access_log=--no-access-log ;;
+esac
 exec python -m uvicorn config.asgi:application \
     --host 0.0.0.0 \
     --port "${PORT:-8000}" \
@@ -21,4 +26,5 @@ exec python -m uvicorn config.asgi:application \
     --http serving.fastpath:DataPlaneProtocol \
     --no-proxy-headers \
     --workers "$workers" \
-    --log-level info "$@"
+    --log-level info \
+    "$access_log" "$@"

@@ -303,6 +303,12 @@ MODELDECK_WS_RECHECK_SECONDS = env.float("MODELDECK_WS_RECHECK_SECONDS", default
 # --- serving (the data plane) ---------------------------------------------------------------------
 # Web (uvicorn) processes `make run` starts; more than one needs REDIS_URL (shared cache and channel layer).
 MODELDECK_WEB_WORKERS = env.int("MODELDECK_WEB_WORKERS", default=1)
+# The gRPC port (KServe V2 and TF Serving over gRPC, `manage.py servegrpc`), one process beside the web ones.
+MODELDECK_GRPC_PORT = env.int("MODELDECK_GRPC_PORT", default=8001)
+# uvicorn's access log, one line per request (inference included), off by default: at inference rates writing it
+# costs a large share of the web process's time (bench/serving.py measures both), and monitoring counts every
+# inference anyway. Read by `make run` (common/webserver.py) and docker/web.sh when they start the web process.
+MODELDECK_ACCESS_LOG = env.bool("MODELDECK_ACCESS_LOG", default=False)
 # Warm runtimes kept per web process; least recently used ones beyond this are unloaded (live ones never).
 MODELDECK_SERVING_MEMORY_MB = env.int("MODELDECK_SERVING_MEMORY_MB", default=2048)
 # Largest inference request body; bigger ones get 413 before they are read.

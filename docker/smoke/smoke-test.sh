@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make docker-test`: build the image from docker/Dockerfile, run docker/compose.yml (web, worker, beat, migrate,
+# `make docker-test`: build the image from docker/Dockerfile, run docker/compose.yml (web, grpc, worker, beat, migrate,
 # PostgreSQL, Redis) on host networking, and drive it through upload -> convert -> deploy -> infer and a worker killed
 # mid-job (docker/smoke/smoke.py). Everything is torn down (`down -v`) however it ends. Where Docker cannot be made
 # available it says why and exits 0 ("skipped"). docker/README.md describes it.
@@ -14,6 +14,7 @@ PROJECT=modeldeck-smoke
 export SMOKE_POSTGRES_PORT=${SMOKE_POSTGRES_PORT:-15432}
 export SMOKE_REDIS_PORT=${SMOKE_REDIS_PORT:-16379}
 export SMOKE_WEB_PORT=${SMOKE_WEB_PORT:-18000}
+export SMOKE_GRPC_PORT=${SMOKE_GRPC_PORT:-18001}
 # The backing image is named by its start script, so a changed script builds a new one.
 SMOKE_BACKING_IMAGE=modeldeck-smoke-backing:$(sha256sum docker/smoke/backing-postgres.sh | cut -c1-12)
 export SMOKE_BACKING_IMAGE
@@ -99,9 +100,9 @@ trap 'exit 130' INT TERM
 
 # A stack an interrupted run left behind (it would hold the ports).
 "${compose[@]}" down -v --remove-orphans --timeout 10 >/dev/null 2>&1 || true
-for port in "$SMOKE_POSTGRES_PORT" "$SMOKE_REDIS_PORT" "$SMOKE_WEB_PORT"; do
+for port in "$SMOKE_POSTGRES_PORT" "$SMOKE_REDIS_PORT" "$SMOKE_WEB_PORT" "$SMOKE_GRPC_PORT"; do
     if (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        say "port $port on 127.0.0.1 is taken; set SMOKE_POSTGRES_PORT, SMOKE_REDIS_PORT or SMOKE_WEB_PORT"
+        say "port $port on 127.0.0.1 is taken; set the SMOKE_*_PORT variables to free ones"
         exit 1
     fi
 done
@@ -130,6 +131,12 @@ PY
     sleep 1
 done
 "$PYTHON" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)" "$url/v2/health/ready"
+# The gRPC server: its grpc.health.v1 says SERVING (the image's own HEALTHCHECK asks it, inside the container).
+for _ in $(seq 60); do
+    "${compose[@]}" exec -T grpc python /app/docker/healthcheck.py && break
+    sleep 1
+done
+"${compose[@]}" exec -T grpc python /app/docker/healthcheck.py || { say "the gRPC server never said SERVING"; exit 1; }
 say "stack up and ready after $(elapsed)"
 
 "${compose[@]}" exec -T web python manage.py createteam smoke --admin alice >/dev/null

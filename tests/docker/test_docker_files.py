@@ -21,7 +21,7 @@ K8S = DOCKER / "k8s"
 VAR_DIR = "/var/lib/modeldeck"
 APP_USER_ID = 10001
 TMP = "/tmp"  # noqa: S108  (the containers' own /tmp, a volume in every pod)
-PROCESSES = ("web", "worker", "beat")
+PROCESSES = ("web", "grpc", "worker", "beat")
 # config/settings/base.py's FILE_UPLOAD_TEMP_DIR default: where the web process spools uploads.
 UPLOAD_TEMP_DIR = f"{VAR_DIR}/tmp"  # noqa: S108  (in the image, owned by the app user)
 # Where the code reads its environment (settings, entry points), and the start scripts that read some more.
@@ -110,7 +110,8 @@ def test_dockerfile_runtime_stage() -> None:
     (entrypoint,) = instructions(runtime, "ENTRYPOINT")
     assert "/app/docker/entrypoint.sh" in entrypoint
     assert instructions(runtime, "CMD") == ['["web"]']
-    assert "8000" in instructions(runtime, "EXPOSE")
+    exposed = " ".join(instructions(runtime, "EXPOSE")).split()
+    assert {"8000", "8001"} <= set(exposed)
 
 
 def test_dockerfile_bakes_no_secret() -> None:
@@ -200,7 +201,7 @@ def compose() -> dict[str, Any]:
 
 def test_compose_services(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert {"web", "worker", "beat", "postgres", "redis", "migrate"} <= set(services)
+    assert {"web", "grpc", "worker", "beat", "postgres", "redis", "migrate"} <= set(services)
     images = set()
     for name in (*PROCESSES, "migrate"):
         service = services[name]
@@ -270,10 +271,19 @@ def test_compose_web(compose: dict[str, Any]) -> None:
     assert "start_period" in web["healthcheck"]
 
 
+def test_compose_grpc(compose: dict[str, Any]) -> None:
+    grpc = compose["services"]["grpc"]
+    assert any(str(port).endswith(":8001") for port in grpc["ports"])
+    assert grpc["healthcheck"]["test"] == ["CMD", "python", "/app/docker/healthcheck.py"]
+    assert "start_period" in grpc["healthcheck"]
+    # It loads the models it serves from the same artifacts as the web server.
+    assert grpc["volumes"] == compose["services"]["web"]["volumes"]
+
+
 def test_compose_artifacts_and_prometheus_folders(compose: dict[str, Any]) -> None:
     services = compose["services"]
     artifact_volumes = set()
-    for name in ("web", "worker"):
+    for name in ("web", "grpc", "worker"):
         mounts = dict(v.split(":")[::-1][:2] for v in services[name]["volumes"])
         artifact_volumes.add(mounts[f"{VAR_DIR}/artifacts"])
     (artifacts,) = artifact_volumes
@@ -361,7 +371,7 @@ def test_k8s_pods_run_as_the_images_non_root_user_with_limits() -> None:
 def test_k8s_writable_folders() -> None:
     """With a read-only root, the folders each process writes are volumes: artifacts shared, the rest per pod."""
     pods = pod_specs()
-    for name in ("modeldeck-web", "modeldeck-worker"):
+    for name in ("modeldeck-web", "modeldeck-grpc", "modeldeck-worker"):
         pod = pods[name]
         volumes = {v["name"]: v for v in pod["volumes"]}
         mounts = {m["mountPath"]: volumes[m["name"]] for m in pod["containers"][0]["volumeMounts"]}
@@ -393,9 +403,26 @@ def test_k8s_web_probes_and_service() -> None:
         # Served by the data plane, which does not check the Host header (a probe's is the pod IP).
         assert any(pattern.match(path) and "GET" in methods for pattern, methods in ROUTES), path
     assert web["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    (service,) = k8s_objects("Service").values()
+    service = k8s_objects("Service")["modeldeck-web"]
     assert service["spec"]["selector"] == web["spec"]["selector"]["matchLabels"]
     assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_k8s_grpc_probes_and_service() -> None:
+    grpc = k8s_objects("Deployment")["modeldeck-grpc"]
+    (container,) = grpc["spec"]["template"]["spec"]["containers"]
+    assert {port["name"]: port["containerPort"] for port in container["ports"]} == {"grpc": 8001}
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        # The standard gRPC health service (grpc.health.v1), which a gRPC probe asks; it takes a number, not a name.
+        assert container[probe]["grpc"] == {"port": 8001}, probe
+    assert grpc["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    services = k8s_objects("Service")
+    assert set(services) == {"modeldeck-web", "modeldeck-grpc"}
+    service = services["modeldeck-grpc"]
+    assert service["spec"]["selector"] == grpc["spec"]["selector"]["matchLabels"]
+    (port,) = service["spec"]["ports"]
+    assert (port["port"], port["targetPort"], port["appProtocol"]) == (8001, "grpc", "grpc")
+    assert k8s_objects("PodDisruptionBudget")["modeldeck-grpc"]["spec"]["selector"] == grpc["spec"]["selector"]
 
 
 def test_k8s_beat_is_a_single_replica_replaced_not_rolled() -> None:
@@ -408,7 +435,7 @@ def test_k8s_migrations_run_once_and_pods_wait_for_them() -> None:
     (config,) = k8s_objects("ConfigMap").values()
     assert config["data"]["MODELDECK_MIGRATE_ON_START"] == "false"
     pods = pod_specs()
-    for name in ("modeldeck-web", "modeldeck-worker"):
+    for name in ("modeldeck-web", "modeldeck-grpc", "modeldeck-worker"):
         (init,) = pods[name]["initContainers"]
         assert "manage.py migrate --check" in " ".join(init["command"]), name
 

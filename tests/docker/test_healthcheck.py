@@ -1,4 +1,4 @@
-"""docker/healthcheck.py: the image's HEALTHCHECK, for the web server and for Celery containers alike."""
+"""docker/healthcheck.py: the image's HEALTHCHECK, for the web server, the gRPC server and Celery containers alike."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,8 @@ def test_it_asks_the_data_planes_readiness_path() -> None:
         ([["/app/.venv/bin/uvicorn", "config.asgi:application"]], "web"),
         # Under docker run --init / tini, the server is not PID 1.
         ([["/sbin/docker-init", "--", "/bin/sh", "/app/docker/entrypoint.sh"], ["python", "-m", "uvicorn"]], "web"),
+        ([["python", "manage.py", "servegrpc", "--port", "8001"]], "grpc"),
+        ([["/bin/sh", "/app/docker/entrypoint.sh", "grpc"], ["python", "manage.py", "servegrpc"]], "grpc"),
         ([["python", "-m", "celery", "-A", "config", "worker", "-l", "INFO"]], "celery"),
         ([["python", "-m", "celery", "-A", "config", "beat"]], "celery"),
         # The web container while web.sh migrates: not serving yet.
@@ -112,3 +115,50 @@ def test_main(monkeypatch: pytest.MonkeyPatch, health_server: tuple[int, dict[st
     assert healthcheck.main() == 0
     monkeypatch.setattr(healthcheck, "command_lines", lambda: [["/bin/sh", "/app/docker/web.sh"]])
     assert healthcheck.main() == 1
+
+
+@pytest.fixture
+def grpc_health_server() -> Iterator[tuple[int, Any]]:
+    """A real gRPC server with only the standard health service; yields its port and the servicer."""
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield port, servicer
+    server.stop(None)
+
+
+def test_grpc_ready(grpc_health_server: tuple[int, Any]) -> None:
+    from grpc_health.v1 import health_pb2
+
+    port, servicer = grpc_health_server
+    assert healthcheck.grpc_ready(str(port)) is False
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    assert healthcheck.grpc_ready(str(port)) is True
+
+
+def test_grpc_not_listening_is_not_ready() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert healthcheck.grpc_ready(str(port), timeout=1) is False
+
+
+def test_main_asks_the_grpc_health_service(
+    monkeypatch: pytest.MonkeyPatch, grpc_health_server: tuple[int, Any]
+) -> None:
+    from grpc_health.v1 import health_pb2
+
+    port, servicer = grpc_health_server
+    monkeypatch.setenv("MODELDECK_GRPC_PORT", str(port))
+    monkeypatch.setattr(healthcheck, "command_lines", lambda: [["python", "manage.py", "servegrpc"]])
+    assert healthcheck.main() == 1
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    assert healthcheck.main() == 0

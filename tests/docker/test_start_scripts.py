@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 SCRIPTS = sorted(DOCKER.glob("*.sh"))
 # Run as programs (entry point and start scripts); common.sh is only sourced by them.
-PROGRAMS = ["entrypoint.sh", "web.sh", "worker.sh", "beat.sh", "migrate.sh"]
+PROGRAMS = ["entrypoint.sh", "web.sh", "grpc.sh", "worker.sh", "beat.sh", "migrate.sh"]
 # Inside a container the server listens on every interface; the container's port mapping decides who reaches it.
 EVERY_INTERFACE = "0.0.0.0"  # noqa: S104
 
@@ -180,7 +180,7 @@ CASES: dict[str, dict[str, dict[str, Any]]] = {
 def test_start_scripts_run_what_runstack_runs(case: str, run_runstack, run_script, tmp_path: Path) -> None:
     spec = CASES[case]
     stack = run_runstack(**spec["settings"], concurrency=3, port=8000)
-    assert set(stack.commands) == {"web", "worker", "beat"}
+    assert set(stack.commands) == {"web", "grpc", "worker", "beat"}
     env = {
         **spec["env"],
         "PORT": "8000",
@@ -240,7 +240,7 @@ def test_runstack_empties_the_prometheus_folder(run_runstack, settings: Any, tmp
     assert not stale.exists()
 
 
-@pytest.mark.parametrize("process", ["web", "worker", "beat"])
+@pytest.mark.parametrize("process", ["web", "grpc", "worker", "beat"])
 def test_start_scripts_empty_their_prometheus_folder(process: str, run_script, tmp_path: Path) -> None:
     var_dir = tmp_path / "var"
     folders = {
@@ -268,6 +268,31 @@ def test_entrypoint_dispatches(run_script, tmp_path: Path) -> None:
     worker = run_script("entrypoint.sh", "worker", "-Q", "conversions", env=env)[0]
     assert worker[:6] == ["python", "-m", "celery", "-A", "config", "worker"]
     assert worker[-2:] == ["-Q", "conversions"]
+    assert run_script("entrypoint.sh", "grpc", env=env)[0][:3] == ["python", "manage.py", "servegrpc"]
     assert run_script("entrypoint.sh", "beat", env=env)[0][:6] == ["python", "-m", "celery", "-A", "config", "beat"]
     assert run_script("entrypoint.sh", "migrate", env=env) == [["python", "manage.py", "migrate", "--noinput"]]
     assert run_script("entrypoint.sh", "python", "manage.py", "check", env=env) == [["python", "manage.py", "check"]]
+
+
+def test_the_access_log_is_off_unless_the_setting_says_so(
+    run_runstack, run_script, settings: Any, tmp_path: Path
+) -> None:
+    """One line per inference request costs the one serving thread a large share of its time (bench/serving.py):
+    `make run` and the container leave uvicorn's access log off by default, and MODELDECK_ACCESS_LOG turns it on."""
+    env = {"MODELDECK_VAR_DIR": str(tmp_path / "var"), "MODELDECK_MIGRATE_ON_START": "false"}
+    embedded = {"redis_url": "", "broker_url": "filesystem://", "web_workers": 1, "concurrency": 2, "port": 8000}
+    web = run_runstack(**embedded).commands["web"]
+    assert "--no-access-log" in web
+    assert "--access-log" not in web
+    [script] = run_script("web.sh", env=env)
+    assert "--no-access-log" in script
+    assert "--access-log" not in script
+    settings.MODELDECK_ACCESS_LOG = True
+    web = run_runstack(**embedded).commands["web"]
+    assert "--access-log" in web
+    assert "--no-access-log" not in web
+    for on in ("true", "1", "yes", "ON"):
+        [script] = run_script("web.sh", env={**env, "MODELDECK_ACCESS_LOG": on})
+        assert command_shape(script) == command_shape(web), on
+    [script] = run_script("web.sh", env={**env, "MODELDECK_ACCESS_LOG": "false"})
+    assert "--no-access-log" in script

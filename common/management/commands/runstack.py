@@ -1,4 +1,4 @@
-"""Start the whole platform: migrate, bootstrap the demo login, then web + worker + beat until Ctrl-C."""
+"""Start the whole platform: migrate, bootstrap the demo login, then web + grpc + worker + beat until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -15,15 +15,26 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from common.webserver import web_command
+
 STOP_GRACE_SECONDS = 15
 
 
 class Command(BaseCommand):
-    help = "Run ModelDeck: the ASGI web server, a Celery worker and the beat scheduler, stopped together by Ctrl-C."
+    help = (
+        "Run ModelDeck: the ASGI web server, the gRPC inference server, a Celery worker and the beat scheduler, "
+        "stopped together by Ctrl-C."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=os.environ.get("MODELDECK_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("MODELDECK_PORT", "8000")))
+        parser.add_argument(
+            "--grpc-port",
+            type=int,
+            default=settings.MODELDECK_GRPC_PORT,
+            help="The gRPC inference port (KServe V2, TF Serving); 0 starts no gRPC server.",
+        )
         parser.add_argument(
             "--concurrency",
             type=int,
@@ -47,31 +58,11 @@ class Command(BaseCommand):
             # The filesystem transport has no broadcast exchange for mingle/gossip between workers.
             worker += ["--without-mingle", "--without-gossip"]
         commands = {
-            "web": [
-                python,
-                "-m",
-                "uvicorn",
-                "config.asgi:application",
-                "--host",
-                host,
-                "--port",
-                str(port),
-                # Lifespan: the data plane loads every live endpoint before the first request.
-                "--lifespan",
-                "on",
-                # uvloop sets TCP_NODELAY on every accepted socket; asyncio's loop does not when uvicorn binds the
-                # socket itself (--workers N), and each response then waits ~40 ms on the client's delayed ACK.
-                "--loop",
-                "uvloop",
-                "--http",
-                "serving.fastpath:DataPlaneProtocol",
-                # Applied in config/asgi.py to everything but the inference paths, which do not need it.
-                "--no-proxy-headers",
-                "--workers",
-                str(web_workers),
-                "--log-level",
-                "info",
-            ],
+            "web": web_command(
+                host=host, port=port, workers=web_workers, access_log=settings.MODELDECK_ACCESS_LOG, python=python
+            ),
+            # One process: the router and its warm models are per process, like a web worker's.
+            "grpc": [python, "manage.py", "servegrpc", "--host", host, "--port", str(options["grpc_port"])],
             "worker": worker,
             "beat": [
                 python,
@@ -86,6 +77,8 @@ class Command(BaseCommand):
                 settings.CELERY_BEAT_SCHEDULE_FILENAME,
             ],
         }
+        if not options["grpc_port"]:
+            del commands["grpc"]
         # prometheus_client's multiprocess mode sums every file in the folder: an earlier run's would count twice.
         for stale in settings.MODELDECK_PROMETHEUS_DIR.glob("*.db"):
             stale.unlink(missing_ok=True)
@@ -95,7 +88,8 @@ class Command(BaseCommand):
         if not stack.wait_until_healthy(f"{url}healthz", timeout=60):
             stack.stop()
             raise CommandError("The web server did not become healthy within 60 s; see its log above.")
-        self.stdout.write(self.style.SUCCESS(f"ModelDeck is up at {url} (Ctrl-C stops everything)."))
+        grpc = f", gRPC inference on {host}:{options['grpc_port']}" if options["grpc_port"] else ""
+        self.stdout.write(self.style.SUCCESS(f"ModelDeck is up at {url}{grpc} (Ctrl-C stops everything)."))
         code = stack.supervise()
         if code:
             raise CommandError(f"A process exited unexpectedly (status {code}); everything was stopped.")
