@@ -18,7 +18,9 @@ import urllib.request
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc
 
 from tests.registry.model_files import keras_file
 
@@ -80,13 +82,23 @@ def alive(pid: int) -> bool:
 
 
 def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     # Not this test process's metrics folder either: runstack empties the one it uses.
     private = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "MODELDECK_PROMETHEUS_DIR", "PROMETHEUS_MULTIPROC_DIR"}
     env = {k: v for k, v in os.environ.items() if k not in private}
     env |= {"DJANGO_SETTINGS_MODULE": "config.settings.local", "MODELDECK_VAR_DIR": str(tmp_path / "var")}
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "runstack", "--port", str(port), "--concurrency", "1"],
+        [
+            sys.executable,
+            "manage.py",
+            "runstack",
+            "--port",
+            str(port),
+            "--grpc-port",
+            str(grpc_port),
+            "--concurrency",
+            "1",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -184,6 +196,13 @@ def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> 
             predictions = api.post("/v1/models/iris-prod:predict", json={"instances": rows}).json()["predictions"]
             mlflow = api.post("/mlflow/iris-prod/invocations", json={"inputs": rows}).json()["predictions"]
             assert [x for row in predictions for x in row] == [x for row in mlflow for x in row] == values
+            # The gRPC server make run starts answers the same, to tritonclient.grpc with its defaults.
+            with tritonclient.grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}") as triton:
+                grpc_input = tritonclient.grpc.InferInput("x", [2, 4], "FP32")
+                grpc_input.set_data_from_numpy(np.asarray(rows, dtype=np.float32))
+                result = triton.infer("iris-prod", [grpc_input], headers={"authorization": f"Bearer {token}"})
+            assert result.get_response().model_version == str(by_format["onnx"])
+            assert result.as_numpy(result.get_response().outputs[0].name).ravel().tolist() == pytest.approx(values)
             promoted = api.post("/api/v1/endpoints/iris-prod/promote", json={"version": by_format["tflite"]})
             assert promoted.status_code == 201, promoted.text
             deadline = time.monotonic() + 10
@@ -205,6 +224,6 @@ def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> 
         os.killpg(process.pid, signal.SIGINT)
         code = process.wait(timeout=60)
     assert code == 0, "\n".join(output.lines[-40:])
-    assert len(pids) == 3
+    assert len(pids) == 4  # web, grpc, worker, beat
     assert [pid for pid in pids if alive(pid)] == []
     assert output.lines[-1] == "stopped"
