@@ -99,7 +99,7 @@ def build_mlp(path: Path, hidden: int = 512) -> np.ndarray:
 def raw_onnxruntime(path: Path, x: np.ndarray, concurrency: int, seconds: float) -> LoadResult:
     """The limit: the same model run in-process with no HTTP, by `concurrency` threads."""
     from registry.formats.onnx import FORMAT
-    from serving.runtimes.onnx import OnnxRuntime
+    from runtimes.onnx import OnnxRuntime
 
     runtime = OnnxRuntime(path, FORMAT.inspect(path).signature)
     name = runtime.signature.inputs[0].name
@@ -133,7 +133,7 @@ def raw_onnxruntime(path: Path, x: np.ndarray, concurrency: int, seconds: float)
 def model_us_per_row(path: Path, x: np.ndarray, batch: int, seconds: float = 1.0) -> float:
     """One model call of `batch` rows on the serving runtime, in µs per row (the least batching can bring it to)."""
     from registry.formats.onnx import FORMAT
-    from serving.runtimes.onnx import OnnxRuntime
+    from runtimes.onnx import OnnxRuntime
 
     runtime = OnnxRuntime(path, FORMAT.inspect(path).signature)
     feed = {runtime.signature.inputs[0].name: np.repeat(x, batch, axis=0)}

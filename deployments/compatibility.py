@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from registry.formats.base import Signature, tensor_text
 from registry.formats.base import signature_differences as _signature_differences
+from registry.formats.base import tensor_text
+from runtimes.tensors import Signature
 
 # What each difference says about one tensor.
 MISSING = "missing"  # the primary has it, the version does not

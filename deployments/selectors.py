@@ -11,8 +11,8 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from common.errors import NotFoundError
 from deployments.compatibility import signature_differences
 from deployments.models import Endpoint, Release
-from registry.formats.base import Signature
 from registry.models import ModelVersion
+from runtimes.tensors import Signature
 from teams.choices import Action
 from teams.permissions import Actor, actor_can
 from teams.selectors import team_list_for_actor

@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from registry.formats.base import Signature
 from registry.parity import synthesize_inputs
 
-# The rule is "measured with the same runtime that will serve it", so this job module reaches up into
-# serving for its runtimes (tuned sessions, the LiteRT pool) rather than parity's plain runners.
-from serving.runtimes import LOADERS
+# "Measured with the same runtime that will serve it": the runtime layer's loaders are the ones serving uses.
+from runtimes import LOADERS
+from runtimes.tensors import Signature
 
 BATCH_SIZES = (1, 8, 32)
 SERVED_FORMATS = tuple(LOADERS)  # the formats a serving runtime runs

@@ -28,11 +28,11 @@ from registry.formats.base import (
     ModelFileError,
     ModelFormat,
     Recipe,
-    Signature,
     error_summary,
     signature_differences,
 )
 from registry.load_check import runtime_load_check
+from runtimes.tensors import Signature
 
 if TYPE_CHECKING:
     from onnx import GraphProto, ModelProto

@@ -21,7 +21,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from registry.formats.base import ModelFileError, Signature, error_summary
+from registry.formats.base import ModelFileError, error_summary
+from runtimes.tensors import Signature
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def main() -> None:
     # The runtimes are imported after the limit is set: their native allocations count against it too.
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     try:
-        from serving.runtimes import runtime_load
+        from runtimes import runtime_load
 
         runtime_load(format_name, path, signature)
     except MemoryError:

@@ -1,7 +1,8 @@
 """Check that a converted model answers like its parent: run both on the same inputs and compare every output.
 
-Runners load each format with the library that serves or made it. TensorFlow, Keras and scikit-learn are imported
-inside the runners that need them, so importing this module stays cheap.
+Runners load each format with the library that serves or made it: ONNX and TFLite with the serving runtimes
+(runtimes/), the original formats with their own frameworks. TensorFlow, Keras and scikit-learn are imported inside
+the runners that need them, so importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from registry.formats import keras as keras_format
-from registry.formats import onnx as onnx_format
 from registry.formats import pickled as pickled_format
 from registry.formats import savedmodel as savedmodel_format
 from registry.formats import sklearn as sklearn_format
 from registry.formats.archive import check_zip
-from registry.formats.base import DATATYPE_TO_NUMPY, ConversionError, ModelFileError, Recipe, Signature, error_summary
+from registry.formats.base import ConversionError, ModelFileError, Recipe, error_summary
 from registry.samples import sample_check
+from runtimes import litert as litert_runtime
+from runtimes import onnx as onnx_runtime
+from runtimes.base import Runtime
+from runtimes.onnx import text_tensor
+from runtimes.tensors import DATATYPE_TO_NUMPY, Signature
 
 # A dynamic dimension after the batch one (a sequence length, an image side) gets this size in synthetic inputs:
 # big enough for small convolution kernels and pooling, small enough to stay fast.
@@ -72,9 +77,10 @@ TOLERANCES = {
 def load_runner(format_name: str, path: Path) -> Runner:
     """Load the model file at path with the library for its format, ready to run."""
     if format_name == "onnx":
-        return OnnxRunner(path)
+        return PickedRuntime(onnx_runtime.load(path))
     if format_name == "tflite":
-        return TFLiteRunner(path)
+        # One interpreter: parity runs one batch at a time, and a big model's pool would cost its size again per copy.
+        return PickedRuntime(litert_runtime.load(path, pool_size=1))
     if format_name == "keras":
         return KerasRunner(path)
     if format_name == "savedmodel":
@@ -89,67 +95,19 @@ def load_runner(format_name: str, path: Path) -> Runner:
     )
 
 
-class OnnxRunner:
-    """Run an ONNX model with onnxruntime on the CPU."""
+class PickedRuntime:
+    """Run a serving runtime (onnxruntime, LiteRT) on the inputs its model takes, picked by name.
 
-    def __init__(self, path: Path) -> None:
-        import onnxruntime as ort
+    Parity runs ONNX and TFLite files with the runtimes that serve them (runtimes/), so a converted model is judged
+    by the code that will answer its requests; only the pick (a sample may hold more inputs) is parity's own.
+    """
 
-        # Name the provider: this onnxruntime wheel also offers an Azure provider that would be tried first.
-        self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self._input_names = [i.name for i in self._session.get_inputs()]
-        self._output_names = [o.name for o in self._session.get_outputs()]
-        self._zipmap_labels: dict[str, list[str]] = {}
-        if any(o.type.startswith("seq(map(") for o in self._session.get_outputs()):
-            import onnx
-
-            zipmaps = onnx_format.zipmap_outputs(onnx.load(str(path), load_external_data=False))
-            self._zipmap_labels = {name: labels for name, (_, labels) in zipmaps.items()}
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the session on the named inputs; ZipMap outputs come back as the [N, classes] tensor served."""
-        feed = {name: onnx_format.text_tensor(value) for name, value in _pick(inputs, self._input_names).items()}
-        values = self._session.run(self._output_names, feed)
-        outputs = {}
-        for name, value in zip(self._output_names, values, strict=True):
-            labels = self._zipmap_labels.get(name)
-            if labels is not None:
-                # One {class: probability} map per row; the served tensor has the classes in the ZipMap's order.
-                rows = [{str(key): probability for key, probability in row.items()} for row in value]
-                value = np.asarray([[row[label] for label in labels] for row in rows], dtype=np.float32)
-            outputs[name] = np.asarray(value)
-        return outputs
-
-
-class TFLiteRunner:
-    """Run a TensorFlow Lite model with LiteRT, through its serving signature when it has one."""
-
-    def __init__(self, path: Path) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self._interpreter = Interpreter(model_path=str(path))
-        signatures = self._interpreter.get_signature_list()
-        key = "serving_default" if "serving_default" in signatures else next(iter(signatures), None)
-        self._signature = self._interpreter.get_signature_runner(key) if key is not None else None
-
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the model, resizing its inputs to the batch given."""
-        if self._signature is not None:
-            # The signature runner resizes each input to the array's shape before it allocates.
-            names = list(self._signature.get_input_details())
-            outputs = self._signature(**_pick(inputs, names))
-            return {name: np.asarray(value) for name, value in outputs.items()}
-        interpreter = self._interpreter
-        details = interpreter.get_input_details()
-        feed = _pick(inputs, [_plain_name(d["name"]) for d in details])
-        # The converter writes batch 1 into each input's shape; the batch given here may be any size.
-        for detail in details:
-            interpreter.resize_tensor_input(detail["index"], feed[_plain_name(detail["name"])].shape, strict=False)
-        interpreter.allocate_tensors()
-        for detail in details:
-            interpreter.set_tensor(detail["index"], feed[_plain_name(detail["name"])])
-        interpreter.invoke()
-        return {_plain_name(d["name"]): interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()}
+        """Run the runtime on its own inputs; a missing one is a parity_input_mismatch."""
+        return self._runtime.run(_pick(inputs, self._runtime.input_names))
 
 
 class KerasRunner:
@@ -231,7 +189,7 @@ class SklearnRunner:
 
 def _column(array: np.ndarray) -> np.ndarray:
     # Strings may come as bytes (a sample file); scikit-learn was fitted on str, as onnxruntime reads them.
-    return onnx_format.text_tensor(np.asarray(array)).reshape(-1)
+    return text_tensor(np.asarray(array)).reshape(-1)
 
 
 def _pick(inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
@@ -243,10 +201,6 @@ def _pick(inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarr
             {"expected": names, "given": sorted(inputs)},
         )
     return {name: inputs[name] for name in names}
-
-
-def _plain_name(name: str) -> str:
-    return name.removeprefix("serving_default_").removesuffix(":0")
 
 
 def synthesize_inputs(

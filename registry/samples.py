@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from registry.formats.archive import check_zip
-from registry.formats.base import ModelFileError, Signature
+from registry.formats.base import ModelFileError
+from runtimes.tensors import Signature
 
 # name -> shape of each array in a sample
 SampleSummary = dict[str, list[int]]

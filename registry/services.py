@@ -18,13 +18,14 @@ from common.errors import ApplicationError
 from registry.benchmark_services import auto_benchmark
 from registry.choices import VersionStatus
 from registry.formats import FORMATS, detect, precheck
-from registry.formats.base import Inspection, ModelFileError, Signature
+from registry.formats.base import Inspection, ModelFileError
 from registry.formats.pickled import PICKLE_REFUSAL_MESSAGE
 from registry.jobs import Heartbeat, task_send
 from registry.load_check import is_servable, runtime_load_check
 from registry.models import ModelVersion, RegisteredModel
 from registry.samples import sample_check, sample_summarize
 from registry.storage import artifact_delete_if_unreferenced, artifact_local_path, artifact_put
+from runtimes.tensors import Signature
 from teams.choices import Action
 from teams.models import Team
 from teams.permissions import Actor, actor_require

@@ -146,9 +146,9 @@ PRIVATE_USES: tuple[PrivateUse, ...] = (
     PrivateUse(
         "onnxruntime",
         "onnxruntime.InferenceSession._sess",
-        ("serving/runtimes/onnx.py", "bench/lean_server.py"),
+        ("runtimes/onnx.py", "bench/lean_server.py"),
         "the C++ session's run(output_names, feed, run_options) skips the Python wrapper's checks of every feed",
-        "bench/serving.py iris rows: the wrapper was 8 µs of a 24 µs iris call (serving/runtimes/onnx.py)",
+        "bench/serving.py iris rows: the wrapper was 8 µs of a 24 µs iris call (runtimes/onnx.py)",
     ),
     # prometheus_client
     PrivateUse(

@@ -27,9 +27,9 @@ from django.db import close_old_connections
 
 from deployments.models import Release
 from deployments.selectors import release_live_list, release_stamp
-from registry.formats.base import Signature
 from registry.load_check import load_error_text
 from registry.models import ModelVersion
+from runtimes.tensors import Signature
 from serving.batching import Batcher
 from serving.outage import DATABASE_AWAY
 from serving.runtime_cache import INLINE_BELOW_SECONDS, LoadedVersion, RuntimeCache, VersionKey

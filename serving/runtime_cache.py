@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from monitoring.drift import DriftReference
 from monitoring.prometheus import model_load_observe
-from registry.formats.base import Signature
 from registry.parity import sample_inputs
 from registry.storage import artifact_local_path
-from serving.runtimes import runtime_load
-from serving.runtimes.base import Runtime, warm_inputs
+from runtimes import runtime_load
+from runtimes.base import Runtime, warm_inputs
+from runtimes.tensors import Signature
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class RuntimeCache:
                 runtime=runtime,
                 memory_bytes=memory,
                 load_seconds=load_seconds,
-                inline=_warm_latency(runtime) < INLINE_BELOW_SECONDS,
+                inline=_warm_latency(runtime, key.signature) < INLINE_BELOW_SECONDS,
                 drift=_drift_reference(key),
             )
             with self._lock:
@@ -152,8 +152,8 @@ def _drift_reference(key: VersionKey) -> DriftReference | None:
         return None
 
 
-def _warm_latency(runtime: Runtime, runs: int = 5) -> float:
-    inputs = warm_inputs(runtime.signature)
+def _warm_latency(runtime: Runtime, signature: Signature, runs: int = 5) -> float:
+    inputs = warm_inputs(signature)
     best = float("inf")
     for _ in range(runs):
         started = time.perf_counter()

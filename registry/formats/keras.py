@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from registry.formats.archive import check_zip, is_zip, json_objects, zip_json, zip_names
-from registry.formats.base import NUMPY_TO_DATATYPE, Inspection, ModelFileError, Signature, TensorSpec, error_summary
+from registry.formats.base import Inspection, ModelFileError, error_summary
+from runtimes.tensors import NUMPY_TO_DATATYPE, Signature, TensorSpec
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # HDF5 allows a user block before the superblock, so the signature may sit at any of these offsets.

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec, error_summary
+from registry.formats.base import Inspection, ModelFileError, error_summary
+from runtimes.onnx import zipmap_outputs
+from runtimes.tensors import Signature, TensorSpec
 
 if TYPE_CHECKING:
     from onnx import AttributeProto, GraphProto, ModelProto, TensorProto, ValueInfoProto
@@ -101,27 +101,6 @@ class OnnxFormat:
             framework_version=model.producer_version,
             metadata=metadata,
         )
-
-
-def zipmap_outputs(model: ModelProto) -> dict[str, tuple[str, list[str]]]:
-    """Graph outputs that a ZipMap node makes: output name -> (the probability tensor it zips, its class labels).
-
-    skl2onnx's default classifier export (`to_onnx(clf, X)`, TOOLCHAIN G16) returns probabilities as a sequence of
-    {class: probability} maps, which no inference protocol carries; the tensor that feeds the ZipMap holds the same
-    numbers in class order.
-    """
-    outputs = {vi.name for vi in model.graph.output}
-    found = {}
-    for node in model.graph.node:
-        if node.op_type == "ZipMap" and node.domain == "ai.onnx.ml" and node.output[0] in outputs:
-            labels: list[str] = []
-            for attribute in node.attribute:
-                if attribute.name == "classlabels_int64s":
-                    labels = [str(label) for label in attribute.ints]
-                elif attribute.name == "classlabels_strings":
-                    labels = [label.decode() for label in attribute.strings]
-            found[node.output[0]] = (node.input[0], labels)
-    return found
 
 
 def zipmap_to_tensor(model: ModelProto) -> ModelProto:
@@ -223,24 +202,6 @@ def _tensor_spec(value_info: ValueInfoProto, role: str) -> TensorSpec:
         )
     shape = [dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else -1 for dim in tensor_type.shape.dim]
     return TensorSpec(name=value_info.name, datatype=datatype, shape=shape)
-
-
-def text_tensor(array: np.ndarray) -> np.ndarray:
-    """An object array of strings as onnxruntime reads them: str, with bytes decoded as UTF-8.
-
-    onnxruntime takes a bytes element of a string tensor as the text of its repr ("b'S'"), so a category or a word
-    sent as bytes (the binary tensor extension, gRPC, a sample file) would silently match nothing.
-    """
-    if array.dtype != object:
-        return array
-    flat = array.reshape(-1)
-    if not any(isinstance(value, bytes) for value in flat):
-        return array
-    try:
-        decoded = [value.decode("utf-8") if isinstance(value, bytes) else value for value in flat]
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"a string element is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    return np.array(decoded, dtype=object).reshape(array.shape)
 
 
 def _varint(data: bytes, at: int) -> tuple[int | None, int]:

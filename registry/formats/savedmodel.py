@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from registry.formats.archive import check_zip, is_zip, safe_extract, zip_names
-from registry.formats.base import NUMPY_TO_DATATYPE, Inspection, ModelFileError, Signature, TensorSpec, error_summary
+from registry.formats.base import Inspection, ModelFileError, error_summary
+from runtimes.tensors import NUMPY_TO_DATATYPE, Signature, TensorSpec
 
 SAVED_MODEL_FILE = "saved_model.pb"
 SIGNATURE_KEY = "serving_default"

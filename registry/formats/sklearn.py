@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from registry.formats.archive import check_zip, is_zip, json_objects, zip_json, zip_names
-from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec, error_summary
+from registry.formats.base import Inspection, ModelFileError, error_summary
+from runtimes.tensors import Signature, TensorSpec
 
 SCHEMA_FILE = "schema.json"
 TRUSTED_PACKAGES = ("sklearn.", "numpy.", "scipy.")

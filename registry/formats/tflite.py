@@ -6,7 +6,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from registry.formats.base import NUMPY_TO_DATATYPE, Inspection, ModelFileError, Signature, TensorSpec, error_summary
+from registry.formats.base import Inspection, ModelFileError, error_summary
+from runtimes.tensors import NUMPY_TO_DATATYPE, Signature, TensorSpec
 
 _IDENTIFIER = b"TFL3"
 # Root table offset (4 bytes), file identifier (4 bytes), then at least the root table's vtable offset.

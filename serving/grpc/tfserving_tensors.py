@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from registry.formats.base import DATATYPE_TO_NUMPY, NUMPY_TO_DATATYPE, Signature, TensorSpec
+from runtimes.tensors import DATATYPE_TO_NUMPY, NUMPY_TO_DATATYPE, Signature, TensorSpec
 from serving.grpc.generated.tensorflow.core.framework import tensor_pb2, types_pb2
 from serving.grpc.generated.tensorflow_serving.apis import predict_pb2
 from serving.protocols.errors import ProtocolError

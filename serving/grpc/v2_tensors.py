@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from registry.formats.base import DATATYPE_TO_NUMPY, Signature, TensorSpec
+from runtimes.tensors import DATATYPE_TO_NUMPY, Signature, TensorSpec
 from serving.grpc.generated import grpc_service_pb2 as pb
 from serving.protocols.errors import ProtocolError
 from serving.protocols.tensors import input_spec, inputs_check, shape_text, tensor_from_data

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from registry.formats.base import Signature, TensorSpec
+from runtimes.tensors import Signature, TensorSpec
 from serving.protocols.errors import ProtocolError
 from serving.protocols.jsonio import json_dumps, json_loads
 from serving.protocols.tensors import inputs_check, json_body, names_text, shape_text, tensor_from_data

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from registry.formats.base import DATATYPE_TO_NUMPY, Signature, TensorSpec
+from runtimes.tensors import DATATYPE_TO_NUMPY, Signature, TensorSpec
 from serving.protocols.errors import ProtocolError
 
 _NOTHING = object()

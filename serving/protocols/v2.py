@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from registry.formats.base import DATATYPE_TO_NUMPY, NUMPY_TO_DATATYPE, Signature, TensorSpec
+from runtimes.tensors import DATATYPE_TO_NUMPY, NUMPY_TO_DATATYPE, Signature, TensorSpec
 from serving.protocols.errors import ProtocolError
 from serving.protocols.jsonio import json_dumps, json_loads
 from serving.protocols.tensors import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deployments.compatibility import difference_text, signature_differences, tensor_text
-from registry.formats.base import Signature, TensorSpec
+from runtimes.tensors import Signature, TensorSpec
 
 
 def sig(inputs: list[tuple[str, str, list[int]]], outputs: list[tuple[str, str, list[int]]]) -> Signature:

@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 
 from deployments.services import endpoint_update, release_promote, release_rollback
 from monitoring.recorder import Series, recorder
-from registry.formats.base import Signature
+from runtimes.tensors import Signature
 from serving.router import Router, router_get
 from serving.runtime_cache import LoadedVersion, RuntimeCache, VersionKey
 from serving.shadow import MAX_PENDING, ShadowRecorder

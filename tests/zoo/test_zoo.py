@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from registry.choices import JobKind, JobStatus, VersionStatus
-from registry.formats.base import NUMPY_TO_DATATYPE
 from registry.jobs import job_run
 from registry.models import Job, ModelVersion
 from registry.tasks import JOB_HANDLERS, model_version_inspect_task
+from runtimes.tensors import NUMPY_TO_DATATYPE
 from teams.choices import Role
 from tests.asgi_server import asgi_server
 from tests.conftest import Member
@@ -207,7 +207,7 @@ def _json_data(array: np.ndarray) -> list[Any]:
 def _decoded(data: list[Any], shape: list[int], datatype: str) -> np.ndarray:
     if datatype == "BYTES":
         return np.array(data, dtype=object).reshape(shape)
-    from registry.formats.base import DATATYPE_TO_NUMPY
+    from runtimes.tensors import DATATYPE_TO_NUMPY
 
     return np.asarray(data, dtype=DATATYPE_TO_NUMPY[datatype]).reshape(shape)
 

@@ -10,8 +10,9 @@ import pytest
 
 from registry.conversions import SUPPORTED, conversion_supported, convert
 from registry.formats import FORMATS
-from registry.formats.base import ConversionError, ModelFileError, Recipe, Signature, TensorSpec
+from registry.formats.base import ConversionError, ModelFileError, Recipe
 from registry.parity import Runner, load_runner, parity_report, synthesize_inputs
+from runtimes.tensors import Signature, TensorSpec
 from tests.registry import model_files
 
 

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from registry.formats.base import ConversionError, Recipe, Signature, TensorSpec
+from registry.formats.base import ConversionError, Recipe
 from registry.parity import TOLERANCES, load_runner, parity_report, sample_inputs, synthesize_inputs
+from runtimes.tensors import Signature, TensorSpec
 from tests.registry import model_files
 
 NONE, INT8, FLOAT16 = Recipe("onnx"), Recipe("onnx", "int8"), Recipe("onnx", "float16")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from registry.formats import FORMATS, detect
-from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec
+from registry.formats.base import Inspection, ModelFileError
+from runtimes.tensors import Signature, TensorSpec
 from tests.registry import model_files
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from registry.formats import detect
-from registry.formats.base import ModelFileError, Signature, TensorSpec
+from registry.formats.base import ModelFileError
 from registry.formats.keras import FORMAT as KERAS
+from runtimes.tensors import Signature, TensorSpec
 from tests.registry import model_files
 
 SIGNATURE = Signature(

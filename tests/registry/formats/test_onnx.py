@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec
+from registry.formats.base import Inspection, ModelFileError
 from registry.formats.onnx import FORMAT as ONNX
+from runtimes.tensors import Signature, TensorSpec
 from tests.registry import model_files
 
 if TYPE_CHECKING:

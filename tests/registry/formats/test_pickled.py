@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from registry.formats import detect
-from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec
+from registry.formats.base import Inspection, ModelFileError
 from registry.formats.pickled import FORMAT as PICKLE
 from registry.formats.pickled import PICKLE_REFUSAL_MESSAGE, is_pickle_header
+from runtimes.tensors import Signature, TensorSpec
 from tests.registry import model_files
 
 

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from registry.formats import detect
-from registry.formats.base import ModelFileError, Signature, TensorSpec
+from registry.formats.base import ModelFileError
 from registry.formats.savedmodel import FORMAT as SAVEDMODEL
 from registry.formats.savedmodel import model_folder
+from runtimes.tensors import Signature, TensorSpec
 from tests.registry import model_files
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from registry.formats.base import Signature, TensorSpec, describe_differences, error_summary, signature_differences
+from registry.formats.base import describe_differences, error_summary, signature_differences
+from runtimes.tensors import Signature, TensorSpec
 
 
 def _sig(inputs: list[tuple[str, str, list[int]]], outputs: list[tuple[str, str, list[int]]]) -> Signature:

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from registry.formats import detect
-from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec
+from registry.formats.base import Inspection, ModelFileError
 from registry.formats.sklearn import FORMAT as SKLEARN
 from registry.formats.sklearn import estimator_inspection, is_trusted_type
+from runtimes.tensors import Signature, TensorSpec
 from tests.registry import model_files
 
 INPUT = TensorSpec(name="input", datatype="FP32", shape=[-1, 4])

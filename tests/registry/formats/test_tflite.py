@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from registry.formats.base import Inspection, ModelFileError, Signature, TensorSpec
+from registry.formats.base import Inspection, ModelFileError
 from registry.formats.tflite import FORMAT as TFLITE
+from runtimes.tensors import Signature, TensorSpec
 from tests.registry import model_files
 
 ROOT = Path(__file__).resolve().parents[3]

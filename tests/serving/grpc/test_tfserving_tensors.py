@@ -11,7 +11,7 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2 as tf_tensor_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2
 
-from registry.formats.base import TensorSpec
+from runtimes.tensors import TensorSpec
 from serving.grpc.generated.tensorflow.core.framework import tensor_pb2
 from serving.grpc.generated.tensorflow_serving.apis import get_model_metadata_pb2 as our_metadata_pb2
 from serving.grpc.generated.tensorflow_serving.apis import get_model_status_pb2 as our_status_pb2

@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from registry.formats.base import Signature, TensorSpec
+from runtimes.tensors import Signature, TensorSpec
 from serving.grpc.generated import grpc_service_pb2 as pb
 from serving.grpc.v2_tensors import infer_request_decode, infer_response_encode
 from serving.protocols.errors import ProtocolError

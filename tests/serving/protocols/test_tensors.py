@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from registry.formats.base import Signature, TensorSpec
+from runtimes.tensors import Signature, TensorSpec
 from serving.protocols.errors import ProtocolError
 from serving.protocols.tensors import inputs_check, json_body, tensor_from_data
 

@@ -1,4 +1,4 @@
-"""Serving runtimes: the same answers as the libraries used directly, any batch size, many threads at once."""
+"""The runtimes: the same answers as the libraries used directly, any batch size, many threads at once."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from registry.formats import FORMATS
-from serving.runtimes import runtime_load
-from serving.runtimes.base import warm_inputs
+from runtimes import LOADERS, runtime_load
+from runtimes.base import warm_inputs
+from runtimes.onnx import OnnxRuntime
 from tests.registry import model_files
 
 
@@ -147,3 +148,36 @@ def test_string_inputs_sent_as_bytes_reach_onnxruntime_as_text(tmp_path: Path) -
         np.testing.assert_array_equal(runtime.run({"city": city})["id"], [[1], [2], [-1]])
     with pytest.raises(ValueError, match="not UTF-8 text"):
         runtime.run({"city": np.array([[b"\xff"]], dtype=object)})
+
+
+@pytest.mark.parametrize("format_name", ["onnx", "tflite"])
+def test_a_runtime_loaded_without_a_signature_names_its_inputs(models: dict[str, Path], format_name: str) -> None:
+    """Parity loads files it has no signature for: the runtime still says which inputs to pick, and runs them."""
+    loader = LOADERS[format_name]
+    runtime = loader(models[format_name])  # type: ignore[call-arg]
+    assert runtime.input_names == ["x"]
+    with pytest.raises(AttributeError, match="without a signature"):
+        _ = runtime.signature  # type: ignore[attr-defined]
+    x = np.random.default_rng(3).normal(size=(2, 4)).astype(np.float32)
+    np.testing.assert_allclose(
+        next(iter(runtime.run({"x": x}).values())), reference(format_name, models[format_name], x), rtol=1e-6
+    )
+
+
+def test_zipmap_outputs_come_back_as_the_served_probability_tensor(tmp_path: Path) -> None:
+    """skl2onnx's default export answers a list of {class: probability} maps; the runtime gives [N, classes]."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(30, 4)).astype(np.float32)
+    y = np.array(["setosa", "versicolor", "virginica"])[rng.integers(0, 3, size=30)]
+    clf = LogisticRegression(max_iter=200).fit(x, y)
+    path = tmp_path / "zipmap.onnx"
+    path.write_bytes(to_onnx(clf, x[:1]).SerializeToString())
+    outputs = OnnxRuntime(path).run({"X": x[:5]})
+    probabilities = outputs["output_probability"]
+    assert probabilities.dtype == np.float32
+    assert probabilities.shape == (5, 3)
+    np.testing.assert_allclose(probabilities, clf.predict_proba(x[:5]), rtol=1e-4, atol=1e-5)
+    assert list(outputs["output_label"]) == list(clf.predict(x[:5]))

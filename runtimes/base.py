@@ -1,4 +1,4 @@
-"""The one interface every serving runtime implements: load a model file, run named tensors, warm up."""
+"""The one interface every runtime implements: load a model file, run named tensors, warm up."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ from typing import Protocol
 
 import numpy as np
 
-from registry.formats.base import DATATYPE_TO_NUMPY, Signature
+from runtimes.tensors import DATATYPE_TO_NUMPY, Signature
 
 
 class Runtime(Protocol):
-    signature: Signature
+    """A loaded model that runs named tensors; serving, parity, benchmarks and the load check all use these."""
+
+    # The inputs the model takes, in its own order: parity picks them out of a sample that may hold more.
+    input_names: list[str]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one (possibly batched) request; safe to call from many threads at once."""
@@ -29,8 +32,8 @@ def warm_inputs(signature: Signature, rows: int = 1) -> dict[str, np.ndarray]:
     return inputs
 
 
-def warm(runtime: Runtime, runs: int = 3) -> None:
+def warm(runtime: Runtime, signature: Signature, runs: int = 3) -> None:
     """Run a model a few times before it takes traffic, so the first request does not pay for lazy set-up."""
-    inputs = warm_inputs(runtime.signature)
+    inputs = warm_inputs(signature)
     for _ in range(runs):
         runtime.run(inputs)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from registry.formats.base import Signature
+from runtimes.tensors import Signature
 
 
 def default_pool_size() -> int:
@@ -17,14 +17,23 @@ def default_pool_size() -> int:
 
 
 class LiteRTRuntime:
-    """Serve a TFLite model through its serving signature (or its tensors), one interpreter per concurrent call."""
+    """Run a TFLite model through its serving signature (or its tensors), one interpreter per concurrent call.
 
-    def __init__(self, path: Path, signature: Signature, pool_size: int | None = None) -> None:
-        self.signature = signature
+    `signature` is the one the registry inspected, when the caller has it; running needs only the file.
+    """
+
+    def __init__(self, path: Path, signature: Signature | None = None, pool_size: int | None = None) -> None:
+        self._signature = signature
         self._path = str(path)
         self._pool: queue.Queue[Any] = queue.Queue()
         for _ in range(pool_size or default_pool_size()):
             self._pool.put(self._interpreter())
+        interpreter, runner = self._pool.queue[0]
+        self.input_names = (
+            list(runner.get_input_details())
+            if runner is not None
+            else [_plain(d["name"]) for d in interpreter.get_input_details()]
+        )
 
     def _interpreter(self) -> Any:
         from ai_edge_litert.interpreter import Interpreter
@@ -34,6 +43,13 @@ class LiteRTRuntime:
         key = "serving_default" if "serving_default" in signatures else next(iter(signatures), None)
         runner = interpreter.get_signature_runner(key) if key is not None else None
         return interpreter, runner
+
+    @property
+    def signature(self) -> Signature:
+        """The signature it was loaded with (serving passes the registry's; parity loads files without one)."""
+        if self._signature is None:
+            raise AttributeError("this runtime was loaded without a signature")
+        return self._signature
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # Blocks while every interpreter is busy: a borrowed interpreter is used by exactly one thread.
@@ -66,5 +82,5 @@ def _plain(name: str) -> str:
     return name.removeprefix("serving_default_").split(":")[0]
 
 
-def load(path: Path, signature: Signature) -> LiteRTRuntime:
-    return LiteRTRuntime(path, signature)
+def load(path: Path, signature: Signature | None = None, pool_size: int | None = None) -> LiteRTRuntime:
+    return LiteRTRuntime(path, signature, pool_size)
