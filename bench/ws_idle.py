@@ -34,7 +34,7 @@ from websockets.sync.client import ClientConnection, connect  # noqa: E402
 from websockets.typing import Origin  # noqa: E402
 
 from bench.serving import free_port, manage, server  # noqa: E402
-from monitoring.groups import team_group  # noqa: E402
+from common.channel_groups import team_group  # noqa: E402
 
 SESSION = (
     "from django.contrib.auth.models import User; from django.test import Client; c = Client(); "

@@ -14,12 +14,12 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from common.errors import ApplicationError
+from common.events import team_event_publish
 from deployments.choices import ReleaseAction
 from deployments.compatibility import difference_text
 from deployments.models import Endpoint, Release
 from deployments.selectors import RELEASE_STAMP_KEY, release_rollback_plan, version_signature_differences
 from deployments.signals import releases_changed
-from monitoring.events import team_event_publish
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
 from registry.selectors import version_not_servable_reason

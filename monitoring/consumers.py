@@ -17,9 +17,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
 
+from common.channel_groups import endpoint_group, team_group, user_group
 from common.errors import NotFoundError
 from deployments.selectors import endpoint_get
-from monitoring.groups import endpoint_group, team_group, user_group
 from teams.choices import Action
 from teams.models import Team
 from teams.permissions import Actor, actor_can
@@ -56,7 +56,7 @@ class TeamStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.login = (self.scope["session"].get(SESSION_KEY), user.pk, user.get_session_auth_hash())
-        # The user's own group is where membership changes are announced (monitoring.events).
+        # The user's own group is where membership changes are announced (common.events).
         self.joined = (self.stream_group(), user_group(user.pk))
         await self._join()
         await self.accept()

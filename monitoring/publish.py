@@ -6,7 +6,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from monitoring.groups import endpoint_group
+from common.channel_groups import endpoint_group
 
 
 async def endpoint_metrics_publish(*, endpoint: str, metrics: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""Receivers: a worker's heartbeat the moment it is ready; a user's sockets re-checked when a membership changes."""
+"""Receivers: a worker's heartbeat the moment it is ready; a user's sockets re-checked when a membership changes;
+a finished job counted."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 from celery.signals import worker_ready
 from django.dispatch import receiver
 
-from monitoring.events import user_sockets_recheck
+from common.events import user_sockets_recheck
+from monitoring.prometheus import jobs_count
 from monitoring.services import worker_heartbeat_record
+from registry.signals import job_finished
 from teams.signals import membership_changed
 
 
@@ -20,3 +23,8 @@ def _heartbeat_on_ready(sender: Any = None, **kwargs: Any) -> None:
 @receiver(membership_changed)
 def _recheck_sockets_on_membership_change(sender: Any, *, user_id: int, **kwargs: Any) -> None:
     user_sockets_recheck(user_id=user_id)
+
+
+@receiver(job_finished)
+def _count_finished_job(sender: Any, *, kind: str, status: str, **kwargs: Any) -> None:
+    jobs_count(kind=kind, status=status)

@@ -20,10 +20,10 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from common.errors import ApplicationError
-from monitoring.events import team_event_publish
-from monitoring.prometheus import jobs_count
+from common.events import team_event_publish
 from registry.choices import ACTIVE_JOB_STATUSES, JobStatus
 from registry.models import Job, ModelVersion
+from registry.signals import job_finished
 from teams.choices import Action
 from teams.permissions import Actor, actor_require
 from teams.services import audit_record
@@ -175,7 +175,7 @@ def job_finish(
         finished_at=timezone.now(),
     )
     if finished:
-        jobs_count(kind=job.kind, status=status)
+        job_finished.send(sender=Job, kind=job.kind, status=status)
         _publish(job)
     return bool(finished)
 
@@ -188,7 +188,7 @@ def job_cancel(*, actor: Actor, job: Job) -> Job:
         status=JobStatus.CANCELLED, finished_at=now, cancel_requested=True
     ):
         note = "cancelled before it started"
-        jobs_count(kind=job.kind, status=JobStatus.CANCELLED)
+        job_finished.send(sender=Job, kind=job.kind, status=JobStatus.CANCELLED)
     elif Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True):
         note = "cancel requested; the worker stops at its next step"
     else:
@@ -231,7 +231,7 @@ def jobs_reap(*, now: Any = None) -> list[int]:
             touched.append(job.pk)
             job.refresh_from_db()
             if job.status != JobStatus.QUEUED:
-                jobs_count(kind=job.kind, status=job.status)
+                job_finished.send(sender=Job, kind=job.kind, status=job.status)
             if job.status == JobStatus.QUEUED:
                 from registry.tasks import job_run_task
 

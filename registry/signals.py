@@ -1,4 +1,4 @@
-"""Worker start-up housekeeping for the registry."""
+"""Signals the registry sends, so higher layers react without registry importing them; worker start-up housekeeping."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from celery.signals import worker_ready
+from django.dispatch import Signal
+
+# Sent once when a job reaches a final status (succeeded, failed, cancelled); arguments: kind and status.
+# monitoring counts it for Prometheus: registry sits below monitoring and must not import it.
+job_finished = Signal()
 
 logger = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, close_old_connections
 
+from common.events import team_event_publish_async
 from monitoring.alerts.firing import Firing, alert_data, alert_fire, rollback_refusal
 from monitoring.alerts.history import RunningTotals, metric_value
 from monitoring.alerts.rules import MAX_WINDOW_SECONDS, WatchedRule, alert_rules_watched
 from monitoring.choices import AlertAction, AlertMetric
-from monitoring.events import team_event_publish_async
 from monitoring.models import Alert
 from monitoring.recorder import Series, SeriesKey
 

@@ -100,7 +100,7 @@ def test_each_release_is_announced_on_the_team_stream_after_commit(setup) -> Non
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from monitoring.groups import team_group
+    from common.channel_groups import team_group
 
     dev, _, model = setup
     layer = get_channel_layer()

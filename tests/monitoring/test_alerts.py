@@ -18,6 +18,7 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.db import OperationalError, connections
 
+from common.channel_groups import team_group
 from deployments.models import Endpoint, Release
 from deployments.services import endpoint_create, release_promote, release_rollback_automatic
 from monitoring.alerts import evaluation
@@ -25,7 +26,6 @@ from monitoring.alerts.evaluation import AlertEvaluator
 from monitoring.alerts.firing import alert_data
 from monitoring.alerts.history import RunningTotals, metric_value
 from monitoring.flusher import Flusher
-from monitoring.groups import team_group
 from monitoring.models import Alert, AlertRule
 from monitoring.recorder import LATENCY_BOUNDS, Series, SeriesKey, recorder
 from registry.models import ModelVersion

@@ -15,9 +15,9 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.models import Session
 
+from common.events import team_event_publish_async
 from deployments.services import endpoint_create
 from monitoring.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
-from monitoring.events import team_event_publish_async
 from monitoring.publish import endpoint_metrics_publish
 from registry.services import registered_model_create
 from teams.choices import Role

@@ -23,8 +23,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
-from monitoring.events import team_event_publish
-from monitoring.groups import team_group
+from common.channel_groups import team_group
+from common.events import team_event_publish
 from teams.choices import Role
 from teams.models import Team
 from tests.asgi_server import asgi_server

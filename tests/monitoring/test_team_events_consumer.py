@@ -6,8 +6,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from common.events import team_event_publish_async
 from monitoring.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
-from monitoring.events import team_event_publish_async
 from teams.choices import Role
 from tests.teams.factories import create_membership, create_team
 from tests.websockets import session_cookie, ws_connect

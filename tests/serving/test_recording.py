@@ -14,10 +14,10 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connections
 
+from common.channel_groups import endpoint_group
 from deployments.services import release_promote
 from monitoring.drift import DriftMonitor, DriftReference
 from monitoring.flusher import Flusher, window_payload
-from monitoring.groups import endpoint_group
 from monitoring.models import DriftWindow, MetricMinute
 from monitoring.recorder import LATENCY_BOUNDS, Recorder, Series, recorder, series_by_version
 from serving.router import router_get

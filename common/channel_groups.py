@@ -1,4 +1,4 @@
-"""Channel-layer group names, made in one place so producers and consumers agree."""
+"""Channel-layer group names, made in one place so producers (any app) and consumers (monitoring) agree."""
 
 from __future__ import annotations
 

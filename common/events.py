@@ -1,4 +1,8 @@
-"""Publish events to a team's live stream (/ws/teams/{team}/events/), and access changes to a user's sockets."""
+"""Publish events to a team's live stream (/ws/teams/{team}/events/), and access changes to a user's sockets.
+
+Registry, deployments and monitoring all publish; monitoring's consumers deliver. Publishing sits in common, below
+every app that publishes, so no app imports monitoring to announce its writes (docs/architecture.md).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from monitoring.groups import team_group, user_group
+from common.channel_groups import team_group, user_group
 
 
 async def team_event_publish_async(*, team: str, kind: str, data: dict[str, Any]) -> None:
