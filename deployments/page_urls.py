@@ -5,6 +5,8 @@ from django.urls import path
 from deployments import views
 
 urlpatterns = [
+    # The team dashboard: it shows the team's endpoints, so it is served by the app that owns them.
+    path("teams/<str:team>/", views.team_detail, name="team-detail"),
     path("teams/<str:team>/endpoints/", views.endpoint_list_page, name="endpoint-list"),
     path("endpoints/<str:name>/", views.endpoint_page, name="endpoint-page"),
     path(

@@ -1,4 +1,4 @@
-"""Browser pages of the control plane: endpoint list, endpoint page with one-click promote/canary/rollback."""
+"""Browser pages of the control plane: team dashboard, endpoint list, endpoint page (promote/canary/rollback)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from registry.models import ModelVersion
 from registry.selectors import model_version_get, version_not_servable_reason
 from teams.choices import Action
 from teams.context_processors import CURRENT_TEAM_SESSION_KEY
-from teams.permissions import Actor, actor_can
-from teams.selectors import team_get_for_actor
+from teams.permissions import Actor, actor_can, actor_role
+from teams.selectors import audit_event_list, membership_list, team_get_for_actor
 from teams.views import domain_errors_as_http
 
 
@@ -37,6 +37,27 @@ def _int(value: str | None) -> int | None:
         return int(value) if value not in (None, "") else None
     except ValueError:
         return None
+
+
+@require_GET
+@login_required
+@domain_errors_as_http
+def team_detail(request: HttpRequest, team: str) -> HttpResponse:
+    """The team dashboard: members, recent audit events and the team's endpoints.
+
+    It reads teams and deployments, so it lives in the higher of the two (STYLE 16), not in teams.
+    """
+    actor = Actor(user=request.user)
+    obj = team_get_for_actor(actor=actor, slug=team)
+    request.session[CURRENT_TEAM_SESSION_KEY] = obj.slug
+    context = {
+        "team": obj,
+        "role": actor_role(actor=actor, team=obj),
+        "members": membership_list(actor=actor, team=obj),
+        "recent_events": audit_event_list(actor=actor, team=obj)[:10],
+        "endpoints": endpoint_list(actor=actor).filter(team=obj),
+    }
+    return render(request, "teams/team_detail.html", context)
 
 
 @require_GET

@@ -6,7 +6,6 @@ from teams import views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("teams/<str:team>/", views.team_detail, name="team-detail"),
     path("teams/<str:team>/tokens/", views.token_list, name="team-tokens"),
     path("teams/<str:team>/tokens/<int:token_id>/revoke/", views.token_revoke, name="team-token-revoke"),
     path("teams/<str:team>/audit/", views.audit_log, name="team-audit"),

@@ -1,4 +1,4 @@
-"""Browser pages: home, team overview, tokens, audit log."""
+"""Browser pages: home, tokens, audit log (the team dashboard shows endpoints too, so it is in deployments.views)."""
 
 from __future__ import annotations
 
@@ -14,19 +14,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from common.errors import ApplicationError, NotFoundError, PermissionDeniedError
-from deployments.selectors import endpoint_list
 from teams.choices import Action
 from teams.context_processors import CURRENT_TEAM_SESSION_KEY
 from teams.forms import ThrottledAuthenticationForm, TokenCreateForm
 from teams.permissions import Actor, actor_can, actor_role
-from teams.selectors import (
-    api_token_get,
-    api_token_list,
-    audit_event_list,
-    membership_list,
-    team_get_for_actor,
-    team_list_with_roles,
-)
+from teams.selectors import api_token_get, api_token_list, audit_event_list, team_get_for_actor, team_list_with_roles
 from teams.services import api_token_create, api_token_revoke
 
 View = Callable[..., HttpResponse]
@@ -65,23 +57,6 @@ class LoginView(auth_views.LoginView):
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "teams/home.html", {"teams": team_list_with_roles(actor=Actor(user=request.user))})
-
-
-@require_GET
-@login_required
-@domain_errors_as_http
-def team_detail(request: HttpRequest, team: str) -> HttpResponse:
-    actor = Actor(user=request.user)
-    obj = team_get_for_actor(actor=actor, slug=team)
-    request.session[CURRENT_TEAM_SESSION_KEY] = obj.slug
-    context = {
-        "team": obj,
-        "role": actor_role(actor=actor, team=obj),
-        "members": membership_list(actor=actor, team=obj),
-        "recent_events": audit_event_list(actor=actor, team=obj)[:10],
-        "endpoints": endpoint_list(actor=actor).filter(team=obj),
-    }
-    return render(request, "teams/team_detail.html", context)
 
 
 def _tokens_context(actor: Actor, team: Any, form: TokenCreateForm, issued: Any = None) -> dict[str, Any]:
