@@ -22,9 +22,11 @@ run: install
 
 test: install lint typecheck pytest
 
+# lint-imports checks the layer contracts in .importlinter (docs/architecture.md).
 lint:
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
+	$(VENV)/lint-imports
 
 typecheck:
 	$(VENV)/mypy .
