@@ -19,10 +19,7 @@ from rest_framework.views import APIView
 from common.errors import ApplicationError, NotFoundError
 from common.idempotency import idempotent
 from common.openapi import UploadField, error_responses
-from registry.benchmark_services import version_benchmark_request
-from registry.conversion_services import parity_override, version_convert_request
 from registry.formats.base import QUANTIZATIONS, TARGETS, Recipe
-from registry.jobs import job_cancel
 from registry.models import Job, ModelVersion, RegisteredModel, model_name_validator
 from registry.selectors import (
     job_get,
@@ -32,7 +29,10 @@ from registry.selectors import (
     registered_model_get,
     registered_model_list,
 )
-from registry.services import Upload, model_version_create, registered_model_create
+from registry.services.benchmarks import version_benchmark_request
+from registry.services.conversions import parity_override, version_convert_request
+from registry.services.jobs import job_cancel
+from registry.services.versions import Upload, model_version_create, registered_model_create
 from registry.storage import artifact_storage
 from registry.uploads import BodyLimitMiddleware, upload_was_too_large
 from teams.choices import Action

@@ -4,11 +4,11 @@ from datetime import timedelta
 
 from celery import shared_task
 
-from registry.benchmark_services import auto_benchmark, benchmark_job_run
 from registry.choices import JobKind, VersionStatus
-from registry.conversion_services import auto_conversions_enqueue, conversion_job_run
-from registry.jobs import JobHandler, job_run, jobs_reap, jobs_resend_unclaimed
-from registry.services import model_version_inspect, versions_inspect_resend
+from registry.services.benchmarks import auto_benchmark, benchmark_job_run
+from registry.services.conversions import auto_conversions_enqueue, conversion_job_run
+from registry.services.jobs import JobHandler, job_run, jobs_reap, jobs_resend_unclaimed
+from registry.services.versions import model_version_inspect, versions_inspect_resend
 from registry.storage import artifact_orphans_delete
 
 ORPHAN_MIN_AGE = timedelta(hours=1)

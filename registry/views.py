@@ -8,10 +8,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from common.errors import ApplicationError, PermissionDeniedError
-from registry.benchmark_services import version_benchmark_request
 from registry.choices import ACTIVE_JOB_STATUSES, VersionStatus
-from registry.conversion_services import version_convert_request
-from registry.conversions import supported_recipes
+from registry.converters import supported_recipes
 from registry.formats.base import ModelFileError, Recipe
 from registry.models import ModelVersion
 from registry.selectors import (
@@ -21,7 +19,9 @@ from registry.selectors import (
     registered_model_list,
     version_not_servable_reason,
 )
-from registry.services import registered_model_create, version_signature
+from registry.services.benchmarks import version_benchmark_request
+from registry.services.conversions import version_convert_request
+from registry.services.versions import registered_model_create, version_signature
 from teams.choices import Action
 from teams.context_processors import CURRENT_TEAM_SESSION_KEY
 from teams.permissions import Actor, actor_can, actor_require

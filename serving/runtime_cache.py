@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from monitoring.drift import DriftReference
 from monitoring.prometheus import model_load_observe
-from registry.parity import sample_inputs
+from registry.services.parity import sample_inputs
 from registry.storage import artifact_local_path
 from runtimes import runtime_load
 from runtimes.base import Runtime, warm_inputs

@@ -26,9 +26,9 @@ from django.utils import timezone
 
 from deployments.services import endpoint_create
 from registry.choices import JobStatus
-from registry.jobs import JOB_LOST_AFTER, jobs_reap
 from registry.models import Job
-from registry.services import registered_model_create
+from registry.services.jobs import JOB_LOST_AFTER, jobs_reap
+from registry.services.versions import registered_model_create
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.deployments.test_endpoint_apis import add_version

@@ -7,8 +7,8 @@ import hashlib
 import pytest
 from playwright.sync_api import Browser, expect
 
-from registry.jobs import job_run
-from registry.services import Upload, model_version_create, registered_model_create
+from registry.services.jobs import job_run
+from registry.services.versions import Upload, model_version_create, registered_model_create
 from registry.tasks import JOB_HANDLERS
 from teams.choices import Role
 from teams.permissions import Actor

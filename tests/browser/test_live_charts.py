@@ -20,7 +20,7 @@ from deployments.services import endpoint_create, release_promote
 from monitoring.models import MetricMinute
 from monitoring.publish import endpoint_metrics_publish
 from monitoring.recorder import LATENCY_BOUNDS
-from registry.services import registered_model_create
+from registry.services.versions import registered_model_create
 from serving.auth import token_cache
 from serving.router import router_get, router_reset
 from teams.choices import Role

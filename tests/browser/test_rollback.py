@@ -7,7 +7,7 @@ from playwright.sync_api import Browser, Dialog, expect
 
 from deployments.models import Release
 from deployments.services import endpoint_create, release_promote
-from registry.services import registered_model_create
+from registry.services.versions import registered_model_create
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.deployments.test_endpoint_apis import add_version

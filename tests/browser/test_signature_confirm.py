@@ -10,7 +10,7 @@ from playwright.sync_api import Browser, Dialog, Page, expect
 
 from deployments.models import Release
 from deployments.services import endpoint_create
-from registry.services import Upload, model_version_create, registered_model_create
+from registry.services.versions import Upload, model_version_create, registered_model_create
 from teams.choices import Role
 from teams.models import AuditEvent
 from teams.permissions import Actor

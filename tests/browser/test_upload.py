@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from registry.models import ModelVersion
-from registry.services import model_version_inspect
+from registry.services.versions import model_version_inspect
 from teams.choices import Role
 from tests.registry.model_files import keras_file, onnx_file
 from tests.teams.factories import PASSWORD, create_membership, create_team

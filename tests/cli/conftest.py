@@ -18,8 +18,8 @@ from django.db import connections
 from django.utils import timezone
 
 from registry.choices import JobKind, JobStatus
-from registry.jobs import job_run
 from registry.models import Job
+from registry.services.jobs import job_run
 from registry.tasks import JOB_HANDLERS
 from teams.choices import Role
 from tests.asgi_server import asgi_server

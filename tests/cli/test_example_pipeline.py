@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deployments.models import Endpoint
-from registry.parity import TOLERANCES
+from registry.services.parity import TOLERANCES
 from teams.choices import Role
 from tests.cli.conftest import MODELDECK, Cli
 

@@ -10,7 +10,7 @@ import pytest
 
 from modeldeck.resources import Job, Version
 from registry.formats.base import ConversionError
-from registry.parity import TOLERANCES
+from registry.services.parity import TOLERANCES
 from tests.cli.conftest import Cli
 from tests.registry.model_files import onnx_file
 
@@ -141,7 +141,7 @@ def test_a_failed_conversion_job_exits_7(cli: Cli, tmp_path, monkeypatch) -> Non
     def refuse(*args, **kwargs):
         raise ConversionError("unsupported_op", "The converter has no int8 kernel for op 'Softmax'.")
 
-    monkeypatch.setattr("registry.conversion_services.convert", refuse)
+    monkeypatch.setattr("registry.services.conversions.convert", refuse)
     cli("push", onnx_file(tmp_path / "iris.onnx"), "--model", "alpha/iris")
     run = cli("convert", "alpha/iris", "1", "--target", "onnx", "--quantization", "int8", "--wait", "--json")
     assert run.code == 7, run.stderr

@@ -17,7 +17,7 @@ from deployments.models import Release
 from deployments.services import endpoint_create
 from registry.choices import JobStatus
 from registry.models import Job, ModelVersion
-from registry.services import registered_model_create
+from registry.services.versions import registered_model_create
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.deployments.test_endpoint_apis import add_version

@@ -21,8 +21,8 @@ from deployments.services import endpoint_create
 from monitoring.alerts.rules import alert_rule_create
 from monitoring.models import Alert, AlertRule, DriftWindow, MetricMinute
 from monitoring.recorder import LATENCY_BOUNDS
-from registry.benchmark_services import version_benchmark_request
-from registry.services import registered_model_create
+from registry.services.benchmarks import version_benchmark_request
+from registry.services.versions import registered_model_create
 from teams.choices import Role
 from teams.permissions import Actor
 from teams.services import api_token_create

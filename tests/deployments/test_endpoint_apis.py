@@ -12,7 +12,7 @@ from django.db import connection
 from deployments.models import Endpoint, Release
 from deployments.services import endpoint_create, release_promote
 from registry.models import ModelVersion, RegisteredModel
-from registry.services import Upload, model_version_create, registered_model_create
+from registry.services.versions import Upload, model_version_create, registered_model_create
 from teams.choices import Role
 from teams.models import AuditEvent
 from teams.permissions import Actor

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from deployments.models import Release
-from registry.services import registered_model_create
+from registry.services.versions import registered_model_create
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.deployments.test_endpoint_apis import add_version

@@ -15,7 +15,7 @@ from django.test import Client
 from deployments.models import Endpoint, Release
 from deployments.services import endpoint_create, release_promote, release_rollback, release_rollback_automatic
 from registry.models import ModelVersion
-from registry.services import registered_model_create
+from registry.services.versions import registered_model_create
 from teams.choices import Role
 from teams.models import AuditEvent
 from teams.permissions import Actor

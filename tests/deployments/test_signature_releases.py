@@ -13,7 +13,7 @@ from django.test import Client
 
 from deployments.models import Release
 from registry.models import ModelVersion, RegisteredModel
-from registry.services import Upload, model_version_create, registered_model_create
+from registry.services.versions import Upload, model_version_create, registered_model_create
 from teams.choices import Role
 from teams.models import AuditEvent
 from teams.permissions import Actor

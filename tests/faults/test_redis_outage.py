@@ -23,9 +23,9 @@ from config.celery_app import app
 from deployments.models import Release
 from deployments.services import endpoint_create
 from registry.choices import JobStatus, VersionStatus
-from registry.jobs import JOB_UNCLAIMED_AFTER, jobs_resend_unclaimed
 from registry.models import Job, ModelVersion
-from registry.services import INSPECTION_LOST_AFTER, registered_model_create, versions_inspect_resend
+from registry.services.jobs import JOB_UNCLAIMED_AFTER, jobs_resend_unclaimed
+from registry.services.versions import INSPECTION_LOST_AFTER, registered_model_create, versions_inspect_resend
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.deployments.test_endpoint_apis import add_version

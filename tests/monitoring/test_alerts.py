@@ -29,7 +29,7 @@ from monitoring.flusher import Flusher
 from monitoring.models import Alert, AlertRule
 from monitoring.recorder import LATENCY_BOUNDS, Series, SeriesKey, recorder
 from registry.models import ModelVersion
-from registry.services import registered_model_create
+from registry.services.versions import registered_model_create
 from serving.router import router_get
 from teams.choices import Role
 from teams.models import AuditEvent

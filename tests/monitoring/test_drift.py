@@ -14,7 +14,7 @@ from django.db import connections
 
 from deployments.services import endpoint_create
 from monitoring.drift import BINS, DriftMonitor, DriftReference, drift_monitor, psi
-from registry.services import Upload, model_version_create, registered_model_create
+from registry.services.versions import Upload, model_version_create, registered_model_create
 from serving.router import router_get, router_reset
 from teams.choices import Role
 from teams.permissions import Actor

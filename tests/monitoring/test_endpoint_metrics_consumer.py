@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from deployments.services import endpoint_create
 from monitoring.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
 from monitoring.publish import endpoint_metrics_publish
-from registry.services import registered_model_create
+from registry.services.versions import registered_model_create
 from teams.choices import Role
 from teams.models import Team
 from teams.permissions import Actor

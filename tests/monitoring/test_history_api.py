@@ -12,7 +12,7 @@ from deployments.models import Endpoint
 from deployments.services import endpoint_create, release_promote
 from monitoring.models import MetricMinute
 from monitoring.recorder import LATENCY_BOUNDS
-from registry.services import registered_model_create
+from registry.services.versions import registered_model_create
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.conftest import Member

@@ -29,9 +29,9 @@ from monitoring.prometheus import inference_add, jobs_count
 from monitoring.recorder import BATCH_BOUNDS, LATENCY_BOUNDS, Recorder
 from registry.choices import JobKind, JobStatus
 from registry.formats.onnx import OnnxFormat
-from registry.jobs import JobCancelled, job_create, job_run
 from registry.models import ModelVersion
-from registry.services import Upload, model_version_create, registered_model_create
+from registry.services.jobs import JobCancelled, job_create, job_run
+from registry.services.versions import Upload, model_version_create, registered_model_create
 from registry.storage import artifact_put, file_sha256
 from serving.runtime_cache import RuntimeCache, VersionKey
 from teams.choices import Role

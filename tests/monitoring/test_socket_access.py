@@ -19,7 +19,7 @@ from common.events import team_event_publish_async
 from deployments.services import endpoint_create
 from monitoring.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
 from monitoring.publish import endpoint_metrics_publish
-from registry.services import registered_model_create
+from registry.services.versions import registered_model_create
 from teams.choices import Role
 from teams.models import Membership, Team
 from teams.permissions import Actor

@@ -8,8 +8,8 @@ import pytest
 from django.template.defaultfilters import floatformat
 from django.test import Client
 
-from registry.jobs import job_run
 from registry.models import Job, ModelVersion
+from registry.services.jobs import job_run
 from registry.tasks import JOB_HANDLERS
 from teams.choices import Role
 from tests.registry import model_files

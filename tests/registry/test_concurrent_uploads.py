@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from registry.models import ModelVersion, RegisteredModel
-from registry.services import Upload, model_version_create, registered_model_create
+from registry.services.versions import Upload, model_version_create, registered_model_create
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.registry.conftest import stored_files

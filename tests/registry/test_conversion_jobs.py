@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 
 from registry.choices import JobStatus
-from registry.jobs import job_run
 from registry.models import Job, ModelVersion
+from registry.services.jobs import job_run
 from registry.tasks import JOB_HANDLERS, model_version_inspect_task
 from teams.choices import Role
 from teams.models import AuditEvent

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from registry.models import ModelVersion
-from registry.services import model_version_inspect
+from registry.services.versions import model_version_inspect
 from teams.choices import Role
 from tests.registry import model_files
 

@@ -12,8 +12,8 @@ from django.test import Client
 
 from config.asgi import application
 from registry.choices import JobKind
-from registry.jobs import job_create, job_progress, job_start
-from registry.services import Upload, model_version_create, registered_model_create
+from registry.services.jobs import job_create, job_progress, job_start
+from registry.services.versions import Upload, model_version_create, registered_model_create
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.registry.model_files import onnx_file

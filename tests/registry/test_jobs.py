@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from registry.choices import JobKind, JobStatus
 from registry.formats.base import ModelFileError
-from registry.jobs import MAX_ATTEMPTS, Heartbeat, job_create, job_progress, job_run, jobs_reap
 from registry.models import Job, ModelVersion
-from registry.services import Upload, model_version_create, registered_model_create
+from registry.services.jobs import MAX_ATTEMPTS, Heartbeat, job_create, job_progress, job_run, jobs_reap
+from registry.services.versions import Upload, model_version_create, registered_model_create
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.registry.model_files import onnx_file
@@ -101,7 +101,7 @@ def test_every_failure_becomes_a_failed_job_with_a_clear_reason(
 
 
 def test_cancel_a_queued_job_and_a_running_one(actor, version, queued, django_capture_on_commit_callbacks, client):
-    from registry.jobs import job_cancel
+    from registry.services.jobs import job_cancel
 
     job = make_job(actor, version, django_capture_on_commit_callbacks)
     assert job_cancel(actor=actor, job=job).status == JobStatus.CANCELLED

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from registry.choices import VersionStatus
-from registry.conversions import _check_result
+from registry.converters import _check_result
 from registry.formats.base import ConversionError, ModelFileError, Recipe
 from registry.formats.onnx import FORMAT as ONNX
-from registry.load_check import runtime_load_check, without_paths
 from registry.models import ModelVersion
+from registry.services.load_check import runtime_load_check, without_paths
 from registry.tasks import model_version_inspect_task
 from teams.choices import Role
 from tests.registry import model_files
@@ -106,7 +106,7 @@ def test_a_load_past_the_time_limit_is_stopped(tmp_path, monkeypatch) -> None:
         children.append(popen(*args, **kwargs))
         return children[-1]
 
-    monkeypatch.setattr("registry.load_check.subprocess.Popen", spy)
+    monkeypatch.setattr("registry.services.load_check.subprocess.Popen", spy)
     with pytest.raises(ModelFileError) as refused:
         runtime_load_check(format_name="onnx", path=path, signature=ONNX.inspect(path).signature, timeout=0.001)
     assert (
@@ -125,7 +125,7 @@ def test_bytes_that_passed_are_not_loaded_again_in_the_same_process(developer, t
         calls.append(args)
         return popen(*args, **kwargs)
 
-    monkeypatch.setattr("registry.load_check.subprocess.Popen", spy)
+    monkeypatch.setattr("registry.services.load_check.subprocess.Popen", spy)
     assert [_upload(developer, path).json()["status"] for _ in range(2)] == ["ready", "ready"]
     assert len(calls) == 1
 

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from registry.models import ModelVersion
-from registry.services import Upload, model_version_create, registered_model_create
+from registry.services.versions import Upload, model_version_create, registered_model_create
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.registry.model_files import onnx_file
@@ -94,7 +94,7 @@ def test_a_zipmap_upload_points_to_its_served_form_and_admins_see_a_failed_jobs_
 
     from registry.choices import JobKind
     from registry.formats.base import ModelFileError
-    from registry.jobs import job_run
+    from registry.services.jobs import job_run
     from registry.tasks import JOB_HANDLERS
 
     queued: list[int] = []
@@ -132,7 +132,7 @@ def test_a_zipmap_upload_points_to_its_served_form_and_admins_see_a_failed_jobs_
             raise ModelFileError("conversion_failed", "The skl2onnx converter failed: bad attribute.") from exc
 
     with django_capture_on_commit_callbacks(execute=True):
-        from registry.jobs import job_create
+        from registry.services.jobs import job_create
 
         job = job_create(actor=actor, version=child, kind=JobKind.CONVERT, params={"target": "onnx", "x": 1})
     job_run(job.pk, "w", {JobKind.CONVERT: failing})

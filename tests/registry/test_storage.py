@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from registry.models import ModelVersion
-from registry.services import Upload, model_version_create, registered_model_create
+from registry.services.versions import Upload, model_version_create, registered_model_create
 from registry.storage import artifact_key, artifact_orphans_delete, artifact_put
 from teams.choices import Role
 from teams.permissions import Actor

@@ -23,7 +23,7 @@ from monitoring.models import WorkerHeartbeat
 from monitoring.tasks import worker_heartbeat
 from registry.choices import JobKind, JobStatus
 from registry.models import Job
-from registry.services import Upload, model_version_create, registered_model_create
+from registry.services.versions import Upload, model_version_create, registered_model_create
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.registry.test_worker_kill import (

@@ -8,9 +8,9 @@ import pytest
 from django.utils import timezone
 
 from registry.choices import JobKind, JobStatus, VersionStatus
-from registry.jobs import JOB_UNCLAIMED_AFTER, job_create, jobs_resend_unclaimed
 from registry.models import Job, ModelVersion
-from registry.services import (
+from registry.services.jobs import JOB_UNCLAIMED_AFTER, job_create, jobs_resend_unclaimed
+from registry.services.versions import (
     INSPECTION_GIVE_UP_AFTER,
     INSPECTION_LOST_AFTER,
     model_version_inspect,

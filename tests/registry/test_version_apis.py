@@ -12,7 +12,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from registry.models import ModelVersion, RegisteredModel
-from registry.services import model_version_inspect
+from registry.services.versions import model_version_inspect
 from teams.choices import Role
 from teams.models import AuditEvent
 from tests.registry.conftest import stored_files

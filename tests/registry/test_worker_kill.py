@@ -31,11 +31,11 @@ from kombu import Connection
 
 from config.celery_app import app
 from registry.choices import JobStatus
-from registry.conversion_services import version_convert_request
 from registry.formats.base import Recipe
-from registry.jobs import JOB_LOST_AFTER, jobs_reap
 from registry.models import Job, ModelVersion
-from registry.services import Upload, model_version_create, model_version_inspect, registered_model_create
+from registry.services.conversions import version_convert_request
+from registry.services.jobs import JOB_LOST_AFTER, jobs_reap
+from registry.services.versions import Upload, model_version_create, model_version_inspect, registered_model_create
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.registry.conftest import stored_files

@@ -16,7 +16,7 @@ from django.db import connections
 from deployments.models import Endpoint
 from deployments.services import endpoint_create
 from registry.models import ModelVersion, RegisteredModel
-from registry.services import registered_model_create
+from registry.services.versions import registered_model_create
 from serving.router import router_get
 from teams.choices import Role
 from teams.permissions import Actor

@@ -39,7 +39,7 @@ def prepare(folder: str) -> None:
     """
     from deployments.services import endpoint_create
     from registry import tasks
-    from registry.services import registered_model_create
+    from registry.services.versions import registered_model_create
     from teams.choices import Role
     from teams.permissions import Actor
     from teams.services import api_token_create, api_token_revoke

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from registry.choices import JobKind, JobStatus, VersionStatus
-from registry.jobs import job_run
 from registry.models import Job, ModelVersion
+from registry.services.jobs import job_run
 from registry.tasks import JOB_HANDLERS, model_version_inspect_task
 from runtimes.tensors import NUMPY_TO_DATATYPE
 from teams.choices import Role

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from registry.conversions import SUPPORTED, conversion_supported, convert
+from registry.converters import SUPPORTED, conversion_supported, convert
 from registry.formats import FORMATS
 from registry.formats.base import ConversionError, ModelFileError, Recipe
-from registry.parity import Runner, load_runner, parity_report, synthesize_inputs
+from registry.services.parity import Runner, load_runner, parity_report, synthesize_inputs
 from runtimes.tensors import Signature, TensorSpec
 from tests.registry import model_files
 

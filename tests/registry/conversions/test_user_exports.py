@@ -8,10 +8,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from registry.conversions import convert, supported_recipes
+from registry.converters import convert, supported_recipes
 from registry.formats import FORMATS
 from registry.formats.base import Recipe
-from registry.parity import load_runner, parity_report, synthesize_inputs
+from registry.services.parity import load_runner, parity_report, synthesize_inputs
 from tests.registry import model_files
 
 
@@ -140,7 +140,7 @@ def test_float16_of_a_skl2onnx_classifier_still_answers_fp32(tmp_path: Path) -> 
 def test_an_edge_a_converter_narrowed_is_cast_back_to_the_sources_datatype() -> None:
     from onnx import TensorProto, helper
 
-    from registry.conversions import _cast_edges_back
+    from registry.converters import _cast_edges_back
 
     graph = helper.make_graph(
         [
@@ -216,7 +216,7 @@ def test_a_plain_sequential_model_converts_and_keeps_parity(tmp_path: Path, cont
 def test_nodes_are_sorted_so_each_follows_what_it_reads_subgraphs_included() -> None:
     from onnx import TensorProto, checker, helper
 
-    from registry.conversions import _sort_topologically
+    from registry.converters import _sort_topologically
 
     # The If reads "doubled" inside its branches only: it must still come after the node that makes it.
     then_branch = helper.make_graph(

@@ -2,7 +2,7 @@
 
 `onnx.checker` passes models no runtime can run (an op in a domain nobody registered), and a model can ask for more
 memory than a process has. So every servable file is loaded and warmed by its serving runtime (what a web process
-does before it takes traffic) in a child process (`python -m registry.load_check FORMAT PATH MEMORY_BYTES`, the
+does before it takes traffic) in a child process (`python -m registry.services.load_check FORMAT PATH MEMORY_BYTES`, the
 signature as JSON on stdin) under an address-space limit and a time limit: a hostile file costs that child, never
 the web process or the worker. The child prints one JSON object on stdout: {} or {"error": ..., "memory": bool}.
 """
@@ -26,7 +26,7 @@ from runtimes.tensors import Signature
 
 logger = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # registry/services/ -> the repository root
 RUNTIME_LABELS = {"onnx": "onnxruntime", "tflite": "LiteRT"}
 # Files that passed, by (format, sha256, signature, memory limit): the same bytes load the same way in this process's
 # runtimes.
@@ -81,7 +81,7 @@ def runtime_load_check(
     runtime = RUNTIME_LABELS[format_name]
     # Fixed argv: our interpreter and module; the format is a choice value and the path one we made.
     process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "registry.load_check", format_name, str(path), str(memory_mb * 2**20)],
+        [sys.executable, "-m", "registry.services.load_check", format_name, str(path), str(memory_mb * 2**20)],
         cwd=str(PROJECT_ROOT),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

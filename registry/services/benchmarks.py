@@ -12,13 +12,13 @@ from typing import Any
 
 from common.errors import ApplicationError
 from registry.choices import JobKind, VersionStatus
-from registry.jobs import JobOutcome, job_create, job_progress
 from registry.models import Job, ModelVersion
 from registry.selectors import version_not_servable_reason
+from registry.services.jobs import JobOutcome, job_create, job_progress
 from registry.storage import artifact_local_path
 from teams.permissions import Actor
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # registry/services/ -> the repository root
 BENCHMARK_TIMEOUT_SECONDS = 600
 
 

@@ -11,15 +11,15 @@ from django.db.models import Max
 from django.utils import timezone
 
 from common.errors import ApplicationError
-from registry.benchmark_services import auto_benchmark
 from registry.choices import JobKind, VersionStatus
-from registry.conversions import conversion_supported, convert, supported_recipes
+from registry.converters import conversion_supported, convert, supported_recipes
 from registry.formats import FORMATS
 from registry.formats.base import ConversionError, Recipe, describe_differences
-from registry.jobs import JobOutcome, job_create, job_progress
 from registry.models import Job, ModelVersion, RegisteredModel
-from registry.parity import load_runner, parity_report, sample_inputs, synthesize_inputs
-from registry.services import version_signature
+from registry.services.benchmarks import auto_benchmark
+from registry.services.jobs import JobOutcome, job_create, job_progress
+from registry.services.parity import load_runner, parity_report, sample_inputs, synthesize_inputs
+from registry.services.versions import version_signature
 from registry.storage import artifact_delete_if_unreferenced, artifact_local_path, artifact_put, file_sha256
 from teams.choices import Action
 from teams.permissions import Actor, actor_require

@@ -15,15 +15,15 @@ from django.db.models import Max
 from django.utils import timezone
 
 from common.errors import ApplicationError
-from registry.benchmark_services import auto_benchmark
 from registry.choices import VersionStatus
 from registry.formats import FORMATS, detect, precheck
 from registry.formats.base import Inspection, ModelFileError
 from registry.formats.pickled import PICKLE_REFUSAL_MESSAGE
-from registry.jobs import Heartbeat, task_send
-from registry.load_check import is_servable, runtime_load_check
 from registry.models import ModelVersion, RegisteredModel
 from registry.samples import sample_check, sample_summarize
+from registry.services.benchmarks import auto_benchmark
+from registry.services.jobs import Heartbeat, task_send
+from registry.services.load_check import is_servable, runtime_load_check
 from registry.storage import artifact_delete_if_unreferenced, artifact_local_path, artifact_put
 from runtimes.tensors import Signature
 from teams.choices import Action
@@ -155,7 +155,7 @@ def model_version_create(
                 version_id = version.pk
                 transaction.on_commit(lambda: task_send(model_version_inspect_task, version_id))
             elif version.metadata.get("serving_rewrite"):
-                from registry.conversion_services import auto_conversions_enqueue
+                from registry.services.conversions import auto_conversions_enqueue
 
                 auto_conversions_enqueue(version)
             else:
