@@ -234,9 +234,8 @@ BAD_HEADERS = [
 ]
 
 
-def header_app(settings: Any, headers: dict[str, str]) -> DataPlane:
+def header_app(headers: dict[str, str]) -> DataPlane:
     """A data plane whose only handler, on each protocol's prefix, answers 200 with `headers` (a handler bug)."""
-    settings.MODELDECK_RECORD_INFERENCE = False
 
     async def handler(request: Request) -> Response:
         return Response(200, b"{}", {"content-type": "application/json", **headers})
@@ -251,9 +250,9 @@ def header_app(settings: Any, headers: dict[str, str]) -> DataPlane:
 
 @pytest.mark.parametrize(("name", "value"), BAD_HEADERS)
 async def test_a_header_that_would_break_the_message_never_reaches_the_wire(
-    settings: Any, caplog: pytest.LogCaptureFixture, name: str, value: str
+    caplog: pytest.LogCaptureFixture, name: str, value: str
 ) -> None:
-    protocol, socket = fastpath_connection(header_app(settings, {name: value}))
+    protocol, socket = fastpath_connection(header_app({name: value}))
     with caplog.at_level("ERROR", logger="uvicorn.error"):
         protocol.data_received(raw_request("GET", "/v2/bad", {"host": "t"}))
         await socket.wait(1)
@@ -280,11 +279,11 @@ async def test_a_header_that_would_break_the_message_never_reaches_the_wire(
     ],
 )
 async def test_the_refusal_is_in_the_protocols_shape_and_keeps_connection_close(
-    settings: Any, path: str, expected: dict[str, str]
+    path: str, expected: dict[str, str]
 ) -> None:
     # `connection: close` (set when a refused body is left unread) must survive the swap, or the unread body would
     # be parsed as the next request.
-    protocol, socket = fastpath_connection(header_app(settings, {"x-evil": INJECTED, "connection": "close"}))
+    protocol, socket = fastpath_connection(header_app({"x-evil": INJECTED, "connection": "close"}))
     protocol.data_received(raw_request("GET", path, {"host": "t"}))
     await socket.wait(1)
     status, headers, content = socket.responses[0]
@@ -293,8 +292,8 @@ async def test_the_refusal_is_in_the_protocols_shape_and_keeps_connection_close(
     assert socket.closed
 
 
-async def test_a_bad_server_default_header_is_refused_too(settings: Any) -> None:
-    protocol, socket = fastpath_connection(header_app(settings, {}))
+async def test_a_bad_server_default_header_is_refused_too() -> None:
+    protocol, socket = fastpath_connection(header_app({}))
     protocol.server_state.default_headers = [(b"server", b"modeldeck"), (b"x-operator", b"a\r\nX-Injected: 1")]
     protocol.data_received(raw_request("GET", "/v2/bad", {"host": "t"}))
     await socket.wait(1)
@@ -310,8 +309,8 @@ async def test_a_bad_server_default_header_is_refused_too(settings: Any) -> None
     assert dict(socket.responses[1][1])[b"server"] == b"modeldeck"
 
 
-async def test_good_headers_are_written_as_given(settings: Any) -> None:
-    protocol, socket = fastpath_connection(header_app(settings, {"x-note": 'tab\there, caf\u00e9 "quoted" (ok)'}))
+async def test_good_headers_are_written_as_given() -> None:
+    protocol, socket = fastpath_connection(header_app({"x-note": 'tab\there, caf\u00e9 "quoted" (ok)'}))
     protocol.data_received(raw_request("GET", "/v2/bad", {"host": "t"}))
     await socket.wait(1)
     status, headers, _content = socket.responses[0]
