@@ -68,7 +68,7 @@ class json_body:
     and `false` appear nowhere in `body`."""
 
     def __init__(self, body: bytes) -> None:
-        self.possible = _may_contain(body, b"true") or _may_contain(body, b"false")
+        self.possible = json_booleans_possible(body)
 
     def __enter__(self) -> None:
         self._token = _booleans_possible.set(self.possible)
@@ -77,9 +77,20 @@ class json_body:
         _booleans_possible.reset(self._token)
 
 
+def json_booleans_possible(body: bytes) -> bool:
+    """Whether a JSON body may hold `true` or `false` anywhere (False: it surely holds neither)."""
+    return _may_contain(body, b"true") or _may_contain(body, b"false")
+
+
+# Up to this size `word in body` is quicker than the calls of the loop below (which wins by far on a long body).
+_SHORT_BODY = 512
+
+
 def _may_contain(body: bytes, word: bytes, tries: int = 64) -> bool:
     """Whether `word` may be in `body`: a memchr for its first letter, then a compare, which is ten times quicker
     than `word in body` for a body of numbers; a body with too many of that letter is taken to (the safe answer)."""
+    if len(body) <= _SHORT_BODY:
+        return word in body
     first = word[:1]
     at = body.find(first)
     for _ in range(tries):
