@@ -26,6 +26,14 @@ def json_loads(body: bytes) -> Any:
 
 def json_dumps(document: Any, arrays: Iterable[np.ndarray] = ()) -> bytes:
     """Write compact JSON; `arrays` are the tensors the document was built from (any NaN/Infinity: `json` writes it)."""
+    try:
+        encoded = orjson.dumps(document)
+    except orjson.JSONEncodeError:
+        encoded = b"null"  # not orjson's to write: decided below exactly as when the arrays are looked at first
+    # orjson writes NaN and Infinity as `null`, so an answer without `null` had none: nearly every answer is done
+    # without looking at its arrays again (that look cost more than writing the JSON).
+    if b"null" not in encoded:
+        return encoded
     if all(array.dtype.kind != "f" or np.isfinite(array).all() for array in arrays):
         return orjson.dumps(document)
     return json.dumps(document, separators=(",", ":")).encode()
