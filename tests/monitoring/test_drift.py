@@ -13,7 +13,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from deployments.services import endpoint_create
-from monitoring.drift import BINS, DriftMonitor, DriftReference, drift_monitor, psi
+from monitoring.drift import BINS, MAX_FEATURES, DriftMonitor, DriftReference, _bin_counts, drift_monitor, psi
 from registry.services.versions import Upload, model_version_create, registered_model_create
 from serving.router import router_get, router_reset
 from teams.choices import Role
@@ -111,3 +111,46 @@ async def test_the_data_plane_follows_drift_against_the_uploaded_sample(
     finally:
         router_reset()
         await sync_to_async(connections.close_all, thread_sensitive=True)()
+
+
+def test_bin_counts_are_each_features_values_per_bin() -> None:
+    rng = np.random.default_rng(5)
+    columns = rng.normal(size=(3, 50))
+    columns[1, :5] = np.nan  # NaN compares false against every edge: the lowest bin
+    edges = np.sort(rng.normal(size=(3, BINS - 1)), axis=1)
+    columns[2, :3] = edges[2, 4]  # a value on an edge goes to the bin above it
+    expected = np.zeros((3, BINS), dtype=np.int64)
+    for feature in range(3):
+        for value in columns[feature]:
+            expected[feature, int(np.sum(value >= edges[feature]))] += 1
+    counts = _bin_counts(columns, edges)
+    assert counts.dtype == np.int64
+    np.testing.assert_array_equal(counts, expected)
+
+
+def test_a_requests_features_are_its_followed_columns_in_feature_order() -> None:
+    rng = np.random.default_rng(6)
+    sample_inputs = {
+        "a": rng.normal(size=(20, 3)).astype(np.float32),
+        "label": np.array(["x"] * 20, dtype=object),  # not numeric: not followed
+        "b": rng.normal(size=(20, 2, 2)),
+        "c": rng.integers(0, 5, size=20),
+    }
+    reference = DriftReference.from_sample(sample_inputs)
+    assert reference is not None
+    assert [f.name for f in reference.features] == ["a[0]", "a[1]", "a[2]", "b[0]", "b[1]", "b[2]", "b[3]", "c"]
+    request = {name: array[:4] for name, array in sample_inputs.items()}
+    by_feature = [request[f.input].reshape(4, -1)[:, f.column].astype(np.float64) for f in reference.features]
+    columns = reference.columns(request)
+    assert columns is not None and columns.dtype == np.float64
+    np.testing.assert_array_equal(columns, np.stack(by_feature))
+    assert reference.columns({"a": request["a"], "b": request["b"]}) is None  # an input missing
+
+
+def test_features_stop_at_the_limit_within_an_input() -> None:
+    wide = {"x": np.random.default_rng(7).normal(size=(10, MAX_FEATURES + 6))}
+    reference = DriftReference.from_sample(wide)
+    assert reference is not None and len(reference.features) == MAX_FEATURES
+    columns = reference.columns({"x": wide["x"][:3]})
+    assert columns is not None
+    np.testing.assert_array_equal(columns, wide["x"][:3, :MAX_FEATURES].T)
