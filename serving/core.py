@@ -151,15 +151,17 @@ def version_resolve(route: Route, request: Request) -> tuple[LoadedVersion, bool
 
 
 async def infer(
-    route: Route, version: LoadedVersion, picked: bool, inputs: dict[str, np.ndarray]
+    route: Route, version: LoadedVersion, picked: bool, inputs: dict[str, np.ndarray], protocol: str = "http"
 ) -> dict[str, np.ndarray]:
+    """Run the inputs on `version`; a copy of what the release picked for the primary goes to the shadow, recorded
+    under the caller's `protocol` as the primary's request is."""
     router = router_get()
     try:
         outputs = await router.infer(route, version, inputs)
     except Exception as exc:
         raise runtime_error(exc, version) from exc
     if picked and version is route.primary:
-        router.shadow_copy(route, inputs, outputs)
+        router.shadow_copy(route, inputs, outputs, protocol)
     drift_monitor.observe(route.endpoint, version.key.number, version.drift, inputs)
     return outputs
 

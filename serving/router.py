@@ -285,10 +285,12 @@ class Router:
             return version.runtime.run(inputs)
         return await asyncio.get_running_loop().run_in_executor(self.executor, version.runtime.run, inputs)
 
-    def shadow_copy(self, route: Route, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+    def shadow_copy(
+        self, route: Route, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], protocol: str = "http"
+    ) -> None:
         """Send a copy of a request to the shadow version off the request path and record how it disagreed."""
         if route.shadow is not None:
-            self.shadow.submit(route.endpoint, route.shadow, inputs, outputs)
+            self.shadow.submit(route.endpoint, route.shadow, inputs, outputs, protocol)
 
     def _batcher(self, route: Route, version: LoadedVersion) -> Batcher:
         key = (route.endpoint, version.key.id, route.max_batch_size, route.max_queue_delay_ms)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -56,7 +57,12 @@ class ShadowRecorder:
         self._warned_at: dict[str, float] = {}
 
     def submit(
-        self, endpoint: str, version: LoadedVersion, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
+        self,
+        endpoint: str,
+        version: LoadedVersion,
+        inputs: dict[str, np.ndarray],
+        outputs: dict[str, np.ndarray],
+        protocol: str = "http",
     ) -> None:
         with self._lock:
             if self._pending >= MAX_PENDING:
@@ -64,7 +70,7 @@ class ShadowRecorder:
                 return
             self._pending += 1
         loop = asyncio.get_running_loop()
-        self._executor.submit(self._compare, endpoint, version, inputs, outputs, loop)
+        self._executor.submit(self._compare, endpoint, version, inputs, outputs, loop, protocol)
 
     def _drop(self, endpoint: str) -> None:
         # Under the lock. Dropped copies are said in the log (at most every DROP_WARNING_SECONDS per endpoint), not
@@ -89,6 +95,7 @@ class ShadowRecorder:
         inputs: dict[str, np.ndarray],
         outputs: dict[str, np.ndarray],
         loop: asyncio.AbstractEventLoop,
+        protocol: str,
     ) -> None:
         started = time.perf_counter()
         status = 500
@@ -105,8 +112,9 @@ class ShadowRecorder:
             # The recorder belongs to the event loop's thread: hand the numbers over rather than touch it here.
             rows = int(next(iter(inputs.values())).shape[0]) if inputs else 0
             number, elapsed = version.key.number, time.perf_counter() - started
+            record = functools.partial(recorder.record, protocol=protocol)
             with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
-                loop.call_soon_threadsafe(recorder.record, endpoint, number, "shadow", status, elapsed, rows, disagree)
+                loop.call_soon_threadsafe(record, endpoint, number, "shadow", status, elapsed, rows, disagree)
 
     def drain(self, timeout: float = 5.0) -> None:
         """Wait until no shadow copy is pending (tests, shutdown)."""

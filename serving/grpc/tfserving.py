@@ -61,7 +61,7 @@ async def predict(
         measure(request, route, version, None)
         inputs, names = predict_request_decode(message, version.key.signature)
         measure(request, route, version, inputs)
-        outputs = await infer(route, version, picked, inputs)
+        outputs = await infer(route, version, picked, inputs, request.protocol)
         return predict_response_encode(name=route.endpoint, version=version.key.number, outputs=outputs, names=names)
 
     return await grpc_answer(context, _request(context, PREDICTION_SERVICE, "Predict", message.model_spec), answer)

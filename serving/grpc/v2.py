@@ -121,7 +121,7 @@ async def _infer(request: Request, message: pb.ModelInferRequest) -> pb.ModelInf
     measure(request, route, version, None)
     parsed = infer_request_decode(message, version.key.signature)
     measure(request, route, version, parsed.inputs)
-    outputs = await infer(route, version, picked, parsed.inputs)
+    outputs = await infer(route, version, picked, parsed.inputs, request.protocol)
     return infer_response_encode(
         model_name=route.endpoint,
         model_version=str(version.key.number),

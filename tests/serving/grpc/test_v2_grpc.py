@@ -216,6 +216,32 @@ def test_inference_is_recorded_with_the_grpc_protocol(deployed: Deployed, grpc_t
     assert not any(key[3] == "http" for key in window)
 
 
+def test_a_shadow_copy_of_a_grpc_call_is_recorded_under_grpc(
+    deployed: Deployed, grpc_target: str, make_member: Any
+) -> None:
+    releaser = Actor(user=make_member(team=deployed.dev.team, role=Role.DEVELOPER, username="releaser").user)
+    release_promote(
+        actor=releaser, endpoint=deployed.private, version=deployed.versions[1], shadow_version=deployed.versions[2]
+    )
+    deadline = time.monotonic() + 10
+    while router_get().state.routes["iris"].shadow is None:
+        assert time.monotonic() < deadline, "the router never saw the shadow"
+        time.sleep(0.05)
+    recorder.swap_by_protocol()
+    client = triton.InferenceServerClient(url=grpc_target)
+    assert client.infer("iris", [x_input()], headers=token(deployed)).get_response().model_version == "1"
+    client.close()
+    router_get().shadow.drain()
+    seen: dict[tuple[str, int, str, str], int] = {}
+    deadline = time.monotonic() + 5
+    # The shadow's numbers reach the recorder on the server's loop, just after the copy ran.
+    while ("iris", 2, "shadow", "grpc") not in seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+        for key, series in recorder.swap_by_protocol().items():
+            seen[key] = seen.get(key, 0) + series.count
+    assert seen == {("iris", 1, "primary", "grpc"): 1, ("iris", 2, "shadow", "grpc"): 1}
+
+
 def test_stream_infer_answers_each_request_and_reports_errors_in_the_stream(
     deployed: Deployed, grpc_target: str
 ) -> None:
