@@ -14,6 +14,7 @@ import grpc
 from django.conf import settings
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from serving.grpc.tfserving import MODEL_SERVICE, PREDICTION_SERVICE, tfserving_handlers
 from serving.grpc.v2 import SERVICE as V2_SERVICE
 from serving.grpc.v2 import v2_handlers
 from serving.router import router_get
@@ -30,18 +31,13 @@ _health: weakref.WeakKeyDictionary[grpc.aio.Server, tuple[health.aio.HealthServi
 )
 
 
-def _extra_handlers() -> list[grpc.GenericRpcHandler]:
-    try:
-        from serving.grpc.tfserving import tfserving_handlers  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return []
-    handlers: list[grpc.GenericRpcHandler] = tfserving_handlers()
-    return handlers
+# What a probe may name ("" is the whole server): each service answers as soon as the releases were read.
+HEALTH_SERVICES = ("", V2_SERVICE, PREDICTION_SERVICE, MODEL_SERVICE)
 
 
 async def grpc_server_build(address: str) -> grpc.aio.Server:
-    """A gRPC server bound to `address` ("host:port"), not started: the V2 service, TF Serving's where installed,
-    and `grpc.health.v1.Health`, NOT_SERVING until the router has read the releases.
+    """A gRPC server bound to `address` ("host:port"), not started: the V2 service, TF Serving's, and
+    `grpc.health.v1.Health`, NOT_SERVING until the router has read the releases.
 
     A message over MODELDECK_MAX_INFER_BYTES is refused by gRPC itself (RESOURCE_EXHAUSTED) before it is read.
     """
@@ -54,9 +50,9 @@ async def grpc_server_build(address: str) -> grpc.aio.Server:
             ("grpc.so_reuseport", 0),
         ]
     )
-    server.add_generic_rpc_handlers(tuple(v2_handlers() + _extra_handlers()))
+    server.add_generic_rpc_handlers(tuple(v2_handlers() + tfserving_handlers()))
     checker = health.aio.HealthServicer()
-    for service in ("", V2_SERVICE):
+    for service in HEALTH_SERVICES:
         await checker.set(service, NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     if server.add_insecure_port(address) == 0:
@@ -70,7 +66,7 @@ async def _serving_when_ready(checker: health.aio.HealthServicer) -> None:
     router = router_get()
     while not router.ready:
         await asyncio.sleep(READY_POLL_SECONDS)
-    for service in ("", V2_SERVICE):
+    for service in HEALTH_SERVICES:
         await checker.set(service, SERVING)
     logger.info("gRPC health: serving")
 

@@ -273,14 +273,16 @@ def test_the_health_service_says_serving_once_the_router_is_ready(deployed: Depl
 
     with grpc_serving(ready=False) as target, grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        for service in ("", "inference.GRPCInferenceService"):
+        services = ("", "inference.GRPCInferenceService", "tensorflow.serving.PredictionService")
+        for service in services:
             assert status(stub, service) == health_pb2.HealthCheckResponse.NOT_SERVING
         router_get().start()
         deadline = time.monotonic() + 10
         while status(stub, "") != health_pb2.HealthCheckResponse.SERVING:
             assert time.monotonic() < deadline, "the health service never said SERVING"
             time.sleep(0.05)
-        assert status(stub, "inference.GRPCInferenceService") == health_pb2.HealthCheckResponse.SERVING
+        for service in services:
+            assert status(stub, service) == health_pb2.HealthCheckResponse.SERVING
         with pytest.raises(grpc.RpcError) as caught:
             status(stub, "nothing")
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
