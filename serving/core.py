@@ -150,6 +150,13 @@ def version_resolve(route: Route, request: Request) -> tuple[LoadedVersion, bool
     return route.pick(), True
 
 
+def version_described(route: Route, request: Request) -> LoadedVersion:
+    """The version a metadata or status call describes: the one it names (number or label), else the primary."""
+    if "version" in request.params or "label" in request.params:
+        return version_resolve(route, request)[0]
+    return route.primary
+
+
 async def infer(
     route: Route, version: LoadedVersion, picked: bool, inputs: dict[str, np.ndarray], protocol: str = "http"
 ) -> dict[str, np.ndarray]:

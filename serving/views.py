@@ -24,6 +24,7 @@ from serving.core import (
     infer,
     live_versions,
     measure,
+    version_described,
     version_resolve,
 )
 from serving.decoding import body_decode
@@ -97,7 +98,7 @@ async def v2_server_metadata(request: Request) -> Response:
 @_protocol_errors
 async def v2_model_metadata(request: Request) -> Response:
     route = await endpoint_resolve(request)
-    version, _ = version_resolve(route, request) if "version" in request.params else (route.primary, False)
+    version = version_described(route, request)
     body = v2.v2_model_metadata(
         name=route.endpoint,
         versions=live_versions(route),
@@ -156,7 +157,7 @@ async def tfserving_status(request: Request) -> Response:
 @_protocol_errors
 async def tfserving_metadata(request: Request) -> Response:
     route = await endpoint_resolve(request)
-    version = version_resolve(route, request)[0] if request.params.keys() & {"version", "label"} else route.primary
+    version = version_described(route, request)
     return _json(
         200,
         tfserving.tfserving_metadata(

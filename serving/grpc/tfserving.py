@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from serving.core import Request, endpoint_resolve, infer, live_versions, measure, version_resolve
+from serving.core import Request, endpoint_resolve, infer, live_versions, measure, version_described, version_resolve
 from serving.grpc.calls import grpc_answer, grpc_request
 from serving.grpc.generated.tensorflow_serving.apis import (
     classification_pb2,
@@ -72,8 +72,7 @@ async def get_model_metadata(
 ) -> get_model_metadata_pb2.GetModelMetadataResponse:
     async def answer(request: Request) -> get_model_metadata_pb2.GetModelMetadataResponse:
         route = await endpoint_resolve(request)
-        params = request.params
-        version = version_resolve(route, request)[0] if params.keys() & {"version", "label"} else route.primary
+        version = version_described(route, request)
         # TF Serving's own checks and words (get_model_metadata_impl.cc), once the caller may know the endpoint.
         if not message.metadata_field:
             raise ProtocolError("GetModelMetadataRequest must specify at least one metadata_field")

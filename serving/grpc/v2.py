@@ -25,6 +25,7 @@ from serving.core import (
     infer,
     live_versions,
     measure,
+    version_described,
     version_resolve,
 )
 from serving.grpc.calls import grpc_answer, grpc_request
@@ -71,7 +72,7 @@ async def model_metadata(
 ) -> pb.ModelMetadataResponse:
     async def answer(request: Request) -> pb.ModelMetadataResponse:
         route = await endpoint_resolve(request)
-        version, _ = version_resolve(route, request) if "version" in request.params else (route.primary, False)
+        version = version_described(route, request)
         body = v2.v2_model_metadata(
             name=route.endpoint,
             versions=live_versions(route),

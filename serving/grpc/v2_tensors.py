@@ -8,7 +8,6 @@ typed `contents` fields) has messages of its own here.
 from __future__ import annotations
 
 import math
-import struct
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from serving.protocols.tensors import input_spec, inputs_check, shape_text, tens
 from serving.protocols.v2 import (
     V2Request,
     v2_binary_output,
+    v2_bytes_elements,
     v2_input_datatype_check,
     v2_input_parameters_check,
     v2_input_shape_check,
@@ -27,8 +27,6 @@ from serving.protocols.v2 import (
     v2_output_name_check,
     v2_output_parameters_check,
 )
-
-_LENGTH_PREFIX = struct.Struct("<I")
 
 # The InferTensorContents field each datatype's elements travel in (FP16 and BF16 have none: raw only).
 CONTENTS_FIELDS = {
@@ -114,7 +112,7 @@ def _raw_tensor(spec: TensorSpec, shape: list[int], raw: bytes) -> np.ndarray:
     count = math.prod(shape)
     native = np.dtype(DATATYPE_TO_NUMPY[spec.datatype])
     if native.kind == "O":
-        return _raw_bytes_tensor(spec, shape, count, raw)
+        return v2_bytes_elements(spec, shape, count, raw, 0, len(raw), "raw_input_contents")
     expected = count * native.itemsize
     if len(raw) != expected:
         raise ProtocolError(
@@ -125,34 +123,6 @@ def _raw_tensor(spec: TensorSpec, shape: list[int], raw: bytes) -> np.ndarray:
         return np.empty(shape, dtype=native)
     # A read-only view on the message's bytes: no copy.
     return np.frombuffer(raw, dtype=native.newbyteorder("<"), count=count).astype(native, copy=False).reshape(shape)
-
-
-def _raw_bytes_tensor(spec: TensorSpec, shape: list[int], count: int, raw: bytes) -> np.ndarray:
-    position = 0
-    elements: list[bytes] = []
-    while position < len(raw):
-        if position + 4 > len(raw):
-            raise ProtocolError(
-                f"the raw_input_contents of BYTES input '{spec.name}' is cut short: element {len(elements)} has no "
-                "complete 4-byte length prefix"
-            )
-        (length,) = _LENGTH_PREFIX.unpack_from(raw, position)
-        position += 4
-        if position + length > len(raw):
-            raise ProtocolError(
-                f"the raw_input_contents of BYTES input '{spec.name}' is cut short: element {len(elements)} says "
-                f"{length} bytes but only {len(raw) - position} are left"
-            )
-        elements.append(raw[position : position + length])
-        position += length
-    if len(elements) != count:
-        raise ProtocolError(
-            f"input '{spec.name}' has shape {shape_text(shape)} ({count} elements) "
-            f"but its raw_input_contents holds {len(elements)} elements"
-        )
-    array = np.empty(count, dtype=object)
-    array[:] = elements
-    return array.reshape(shape)
 
 
 def _contents_tensor(spec: TensorSpec, shape: list[int], contents: pb.InferTensorContents) -> np.ndarray:

@@ -364,28 +364,35 @@ def _binary_tensor(spec: TensorSpec, shape: list[int], body: bytes, offset: int,
 def _binary_bytes_tensor(
     spec: TensorSpec, shape: list[int], count: int, body: bytes, offset: int, size: int
 ) -> np.ndarray:
-    end = offset + size
-    position = offset
+    return v2_bytes_elements(spec, shape, count, body, offset, offset + size, "binary data", " in its binary_data_size")
+
+
+def v2_bytes_elements(
+    spec: TensorSpec, shape: list[int], count: int, data: bytes, start: int, end: int, source: str, left: str = ""
+) -> np.ndarray:
+    """The BYTES elements of `data[start:end]`, each prefixed by its 4-byte little-endian length (the binary
+    extension over HTTP, `raw_input_contents` over gRPC); `source` names where they came from in the messages."""
+    position = start
     elements: list[bytes] = []
     while position < end:
         if position + 4 > end:
             raise ProtocolError(
-                f"the binary data of BYTES input '{spec.name}' is cut short: element {len(elements)} has no "
+                f"the {source} of BYTES input '{spec.name}' is cut short: element {len(elements)} has no "
                 "complete 4-byte length prefix"
             )
-        (length,) = _LENGTH_PREFIX.unpack_from(body, position)
+        (length,) = _LENGTH_PREFIX.unpack_from(data, position)
         position += 4
         if position + length > end:
             raise ProtocolError(
-                f"the binary data of BYTES input '{spec.name}' is cut short: element {len(elements)} says "
-                f"{length} bytes but only {end - position} are left in its binary_data_size"
+                f"the {source} of BYTES input '{spec.name}' is cut short: element {len(elements)} says "
+                f"{length} bytes but only {end - position} are left{left}"
             )
-        elements.append(body[position : position + length])
+        elements.append(data[position : position + length])
         position += length
     if len(elements) != count:
         raise ProtocolError(
             f"input '{spec.name}' has shape {shape_text(shape)} ({count} elements) "
-            f"but its binary data holds {len(elements)} elements"
+            f"but its {source} holds {len(elements)} elements"
         )
     array = np.empty(count, dtype=object)
     array[:] = elements
