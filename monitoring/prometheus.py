@@ -12,9 +12,12 @@ flusher hands its window to `inference_add`.
 
 from __future__ import annotations
 
+import hmac
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 from monitoring.recorder import BATCH_BOUNDS, LATENCY_BOUNDS, ProtocolSeriesKey, Series
@@ -108,3 +111,30 @@ def metrics_exposition() -> bytes:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     return generate_latest(registry)
+
+
+@dataclass(frozen=True)
+class ScrapeRefusal:
+    """Why a scrape gets no metrics: its status, a plain-text message and the headers to send."""
+
+    status: int
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def scrape_refusal(authorization: str) -> ScrapeRefusal | None:
+    """The /metrics rule, for every port that serves metrics: with MODELDECK_METRICS_TOKEN set, only that bearer
+    token; without one, open locally and closed (403) where the settings require a token (production): the metrics
+    name every team's endpoints. None when the scrape may go on."""
+    token: str = settings.MODELDECK_METRICS_TOKEN
+    if not token and settings.MODELDECK_METRICS_REQUIRE_TOKEN:
+        closed = "/metrics is closed until MODELDECK_METRICS_TOKEN is set; then scrape with Authorization: Bearer <it>."
+        return ScrapeRefusal(403, closed + "\n")
+    # Constant time: the comparison must not tell a guesser how much of the token was right.
+    if token and not hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
+        return ScrapeRefusal(
+            401,
+            "A valid scrape token is required: Authorization: Bearer <MODELDECK_METRICS_TOKEN>.\n",
+            {"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+    return None

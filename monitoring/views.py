@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -14,7 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from monitoring.prometheus import metrics_exposition
+from monitoring.prometheus import metrics_exposition, scrape_refusal
 from monitoring.selectors import worker_status
 
 logger = logging.getLogger(__name__)
@@ -53,22 +51,10 @@ def metrics_response(request: HttpRequest) -> HttpResponse:
 
     Without a token, the production settings close it (403): it names every team's endpoints.
     """
-    token: str = settings.MODELDECK_METRICS_TOKEN
-    if not token and settings.MODELDECK_METRICS_REQUIRE_TOKEN:
-        return HttpResponse(
-            "/metrics is closed until MODELDECK_METRICS_TOKEN is set; then scrape with Authorization: Bearer <it>.\n",
-            status=403,
-            content_type="text/plain; charset=utf-8",
-        )
-    if token:
-        given = request.headers.get("Authorization", "")
-        # Constant time: the comparison must not tell a guesser how much of the token was right.
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            response = HttpResponse(
-                "A valid scrape token is required: Authorization: Bearer <MODELDECK_METRICS_TOKEN>.\n",
-                status=401,
-                content_type="text/plain; charset=utf-8",
-            )
-            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-            return response
+    refusal = scrape_refusal(request.headers.get("Authorization", ""))
+    if refusal is not None:
+        response = HttpResponse(refusal.message, status=refusal.status, content_type="text/plain; charset=utf-8")
+        for name, value in refusal.headers.items():
+            response[name] = value
+        return response
     return HttpResponse(metrics_exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -305,6 +305,9 @@ MODELDECK_WS_RECHECK_SECONDS = env.float("MODELDECK_WS_RECHECK_SECONDS", default
 MODELDECK_WEB_WORKERS = env.int("MODELDECK_WEB_WORKERS", default=1)
 # The gRPC port (KServe V2 and TF Serving over gRPC, `manage.py servegrpc`), one process beside the web ones.
 MODELDECK_GRPC_PORT = env.int("MODELDECK_GRPC_PORT", default=8001)
+# A /metrics port on the gRPC process (0: none). `make run` needs none: its processes share one Prometheus folder and
+# the web's /metrics covers them; a container's folder is its own, so docker/grpc.sh opens 8002 (Triton's port).
+MODELDECK_GRPC_METRICS_PORT = env.int("MODELDECK_GRPC_METRICS_PORT", default=0)
 # uvicorn's access log, one line per request (inference included), off by default: at inference rates writing it
 # costs a large share of the web process's time (bench/serving.py measures both), and monitoring counts every
 # inference anyway. Read by `make run` (common/webserver.py) and docker/web.sh when they start the web process.

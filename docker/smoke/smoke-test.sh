@@ -15,6 +15,7 @@ export SMOKE_POSTGRES_PORT=${SMOKE_POSTGRES_PORT:-15432}
 export SMOKE_REDIS_PORT=${SMOKE_REDIS_PORT:-16379}
 export SMOKE_WEB_PORT=${SMOKE_WEB_PORT:-18000}
 export SMOKE_GRPC_PORT=${SMOKE_GRPC_PORT:-18001}
+export SMOKE_GRPC_METRICS_PORT=${SMOKE_GRPC_METRICS_PORT:-18002}
 # The backing image is named by its start script, so a changed script builds a new one.
 SMOKE_BACKING_IMAGE=modeldeck-smoke-backing:$(sha256sum docker/smoke/backing-postgres.sh | cut -c1-12)
 export SMOKE_BACKING_IMAGE
@@ -75,7 +76,9 @@ compose=(docker-compose --project-directory docker -p "$PROJECT" --env-file "$wo
 export MODELDECK_IMAGE=$IMAGE
 SECRET_KEY=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(50))')
 POSTGRES_PASSWORD=$("$PYTHON" -c 'import secrets; print(secrets.token_hex(24))')
-export SECRET_KEY POSTGRES_PASSWORD ALLOWED_HOSTS=127.0.0.1,localhost
+# The production settings close /metrics until a scrape token is set: the smoke test scrapes web and gRPC with it.
+MODELDECK_METRICS_TOKEN=$("$PYTHON" -c 'import secrets; print(secrets.token_hex(24))')
+export SECRET_KEY POSTGRES_PASSWORD MODELDECK_METRICS_TOKEN ALLOWED_HOSTS=127.0.0.1,localhost
 
 stack_up=""
 teardown() {
@@ -100,7 +103,7 @@ trap 'exit 130' INT TERM
 
 # A stack an interrupted run left behind (it would hold the ports).
 "${compose[@]}" down -v --remove-orphans --timeout 10 >/dev/null 2>&1 || true
-for port in "$SMOKE_POSTGRES_PORT" "$SMOKE_REDIS_PORT" "$SMOKE_WEB_PORT" "$SMOKE_GRPC_PORT"; do
+for port in "$SMOKE_POSTGRES_PORT" "$SMOKE_REDIS_PORT" "$SMOKE_WEB_PORT" "$SMOKE_GRPC_PORT" "$SMOKE_GRPC_METRICS_PORT"; do
     if (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         say "port $port on 127.0.0.1 is taken; set the SMOKE_*_PORT variables to free ones"
         exit 1
@@ -142,5 +145,7 @@ say "stack up and ready after $(elapsed)"
 "${compose[@]}" exec -T web python manage.py createteam smoke --admin alice >/dev/null
 token=$("${compose[@]}" exec -T web python manage.py issuetoken --team smoke --user alice --role developer | tr -d '\r')
 "$PYTHON" docker/smoke/smoke.py --url "$url" --token "$token" --docker "$DOCKER" \
+    --grpc "127.0.0.1:$SMOKE_GRPC_PORT" --grpc-metrics "http://127.0.0.1:$SMOKE_GRPC_METRICS_PORT/metrics" \
+    --metrics-token "$MODELDECK_METRICS_TOKEN" \
     --compose "$(printf '%q ' "${compose[@]}")"
 say "passed in $(elapsed)"

@@ -1,8 +1,9 @@
 """The container smoke test's checks, run on the host against the compose stack (docker/smoke/smoke-test.sh).
 
 Upload a tiny seeded ONNX model, wait for its inspection, convert it, deploy the converted version, infer over
-plain HTTP and compare with numpy; then kill the worker container while a job runs, start it again, and see the
-job finish (requeued by the reaper once the dead worker's heartbeats stop).
+plain HTTP and over gRPC (tritonclient.grpc) and compare with numpy, find both calls in the web's and the gRPC
+container's /metrics (scraped with the token; refused without it); then kill the worker container while a job
+runs, start it again, and see the job finish (requeued by the reaper once the dead worker's heartbeats stop).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import shlex
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+import tritonclient.grpc as grpcclient
 from onnx import TensorProto, helper, numpy_helper
 
 from modeldeck.client import Client
@@ -117,6 +120,47 @@ def infer(url: str, token: str, body: dict[str, Any], deadline_s: float) -> dict
             time.sleep(1)
 
 
+def body_dtype(datatype: str) -> type:
+    return np.float16 if datatype == "FP16" else np.float32
+
+
+def grpc_infer(target: str, token: str, name: str, x: np.ndarray, datatype: str) -> np.ndarray:
+    """The endpoint's first output for x over KServe V2 gRPC, as a tritonclient.grpc user calls it."""
+    client = grpcclient.InferenceServerClient(target)
+    try:
+        tensor = grpcclient.InferInput(name, list(x.shape), datatype)
+        tensor.set_data_from_numpy(x)
+        result = client.infer(ENDPOINT, [tensor], headers={"authorization": f"Bearer {token}"}, client_timeout=60)
+        (output,) = result.get_response().outputs
+        return np.asarray(result.as_numpy(output.name), dtype=np.float32)
+    finally:
+        client.close()
+
+
+def metrics_line(url: str, token: str, endpoint: str, protocol: str, deadline_s: float) -> str:
+    """The Prometheus sample counting `endpoint`'s answered requests over `protocol` (the flusher hands the recorder's
+    window over once a second). A scrape without the token must be refused."""
+    try:
+        urllib.request.urlopen(url, timeout=10)  # noqa: S310 -- the test stack's own URL
+        refused = 0
+    except urllib.error.HTTPError as exc:
+        refused = exc.code
+    assert refused == 401, f"{url} without the scrape token: {refused or 'answered'}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
+    wanted = f'endpoint="{endpoint}"'
+    deadline = time.monotonic() + deadline_s
+    while True:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            text = answer.read().decode()
+        for line in text.splitlines():
+            labels = (wanted, f'protocol="{protocol}"', 'code="200"')
+            if line.startswith("modeldeck_inference_requests_total{") and all(label in line for label in labels):
+                return line
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} has no {protocol} request of {endpoint}")
+        time.sleep(1)
+
+
 def wait_running(client: Client, job_id: int, deadline_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -134,6 +178,9 @@ def main() -> None:
     parser.add_argument("--token", required=True)
     parser.add_argument("--compose", required=True, help="the compose command line, without the subcommand")
     parser.add_argument("--docker", required=True, help="the docker client")
+    parser.add_argument("--grpc", required=True, help="the gRPC server's host:port")
+    parser.add_argument("--grpc-metrics", required=True, help="the gRPC container's /metrics URL")
+    parser.add_argument("--metrics-token", required=True)
     args = parser.parse_args()
     compose = shlex.split(args.compose)
     client = Client(args.url, args.token, timeout=60)
@@ -164,7 +211,7 @@ def main() -> None:
                 "name": model_input["name"],
                 "shape": list(x.shape),
                 "datatype": datatype,
-                "data": x.astype(np.float16 if datatype == "FP16" else np.float32).ravel().tolist(),
+                "data": x.astype(body_dtype(datatype)).ravel().tolist(),
             }
         ]
     }
@@ -175,6 +222,13 @@ def main() -> None:
     assert got.shape == expected.shape, (got.shape, expected.shape)
     assert np.allclose(got, expected, rtol=0.05, atol=0.05), float(np.abs(got - expected).max())
     step(f"deployed v{converted} as {ENDPOINT} and inferred: {output['shape']} {output['datatype']} matches numpy")
+
+    over_grpc = grpc_infer(args.grpc, args.token, model_input["name"], x.astype(body_dtype(datatype)), datatype)
+    assert np.allclose(over_grpc, got, rtol=1e-6, atol=1e-6), float(np.abs(over_grpc - got).max())
+    step(f"inferred over gRPC ({args.grpc}, tritonclient.grpc): the HTTP answer")
+    for url, protocol in ((f"{args.url}/metrics", "http"), (args.grpc_metrics, "grpc")):
+        line = metrics_line(url, args.metrics_token, ENDPOINT, protocol, deadline_s=30)
+        step(f"{url} counts it: {line}")
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "slow.onnx"

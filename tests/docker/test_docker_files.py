@@ -274,6 +274,7 @@ def test_compose_web(compose: dict[str, Any]) -> None:
 def test_compose_grpc(compose: dict[str, Any]) -> None:
     grpc = compose["services"]["grpc"]
     assert any(str(port).endswith(":8001") for port in grpc["ports"])
+    assert any(str(port).endswith(":8002") for port in grpc["ports"])  # its /metrics
     assert grpc["healthcheck"]["test"] == ["CMD", "python", "/app/docker/healthcheck.py"]
     assert "start_period" in grpc["healthcheck"]
     # It loads the models it serves from the same artifacts as the web server.
@@ -411,7 +412,10 @@ def test_k8s_web_probes_and_service() -> None:
 def test_k8s_grpc_probes_and_service() -> None:
     grpc = k8s_objects("Deployment")["modeldeck-grpc"]
     (container,) = grpc["spec"]["template"]["spec"]["containers"]
-    assert {port["name"]: port["containerPort"] for port in container["ports"]} == {"grpc": 8001}
+    assert {port["name"]: port["containerPort"] for port in container["ports"]} == {"grpc": 8001, "metrics": 8002}
+    # Its Prometheus folder is the pod's own: the pod is scraped on the gRPC process's metrics port.
+    annotations = grpc["spec"]["template"]["metadata"]["annotations"]
+    assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == ("8002", "/metrics")
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         # The standard gRPC health service (grpc.health.v1), which a gRPC probe asks; it takes a number, not a name.
         assert container[probe]["grpc"] == {"port": 8001}, probe

@@ -17,7 +17,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 SMOKE = DOCKER / "smoke"
-HOST_PORTS = {"5432", "6379", "8000", "8001"}  # the host's own PostgreSQL, Redis and `make run` (HTTP, gRPC)
+# The host's own PostgreSQL, Redis, `make run` (HTTP, gRPC) and a gRPC metrics port at its default.
+HOST_PORTS = {"5432", "6379", "8000", "8001", "8002"}
 
 
 def smoke_override() -> dict[str, Any]:
@@ -37,7 +38,13 @@ def test_every_service_of_the_stack_runs_on_host_networking() -> None:
 def test_the_stack_uses_ports_of_its_own() -> None:
     script = (SMOKE / "smoke-test.sh").read_text()
     defaults = dict(re.findall(r"^export (SMOKE_\w+_PORT)=\$\{\1:-(\d+)\}$", script, re.MULTILINE))
-    assert set(defaults) == {"SMOKE_POSTGRES_PORT", "SMOKE_REDIS_PORT", "SMOKE_WEB_PORT", "SMOKE_GRPC_PORT"}
+    assert set(defaults) == {
+        "SMOKE_POSTGRES_PORT",
+        "SMOKE_REDIS_PORT",
+        "SMOKE_WEB_PORT",
+        "SMOKE_GRPC_PORT",
+        "SMOKE_GRPC_METRICS_PORT",
+    }
     assert not set(defaults.values()) & HOST_PORTS
     text = (SMOKE / "compose.smoke.yml").read_text()
     for variable in defaults:
@@ -48,6 +55,7 @@ def test_the_stack_uses_ports_of_its_own() -> None:
         assert "${SMOKE_POSTGRES_PORT}" in env["DATABASE_URL"] and "${SMOKE_REDIS_PORT}" in env["REDIS_URL"], name
         assert env["PORT"] == "${SMOKE_WEB_PORT}", "web.sh listens on it and healthcheck.py asks it"
         assert env["MODELDECK_GRPC_PORT"] == "${SMOKE_GRPC_PORT}", "grpc.sh listens on it and healthcheck.py asks it"
+        assert env["MODELDECK_GRPC_METRICS_PORT"] == "${SMOKE_GRPC_METRICS_PORT}", "grpc.sh serves /metrics on it"
 
 
 def test_the_dockerfile_builds_unchanged_without_the_local_workarounds() -> None:
