@@ -39,7 +39,6 @@ RESOLVED_MAX = 4096
 # serve the next request, as uvicorn does; a larger or chunked one is not waited for: the answer says
 # `connection: close` and the connection is closed once it is written (nginx's answer to a body it will not read).
 DRAIN_BYTES = 64 * 1024
-RETRY_AFTER_SECONDS = "1"
 
 
 class DataPlane:
@@ -57,8 +56,8 @@ class DataPlane:
         self._resolved: dict[tuple[str, str], tuple[Handler, dict[str, str]]] = {}
         self.max_body = settings.MODELDECK_MAX_INFER_BYTES
         self.body_timeout = settings.MODELDECK_BODY_TIMEOUT_SECONDS
-        self.inflight_limit = settings.MODELDECK_MAX_INFLIGHT_BODY_BYTES
-        self.inflight = 0  # body bytes this process is receiving or holding for requests not yet answered
+        # Body bytes this process is receiving or holding for requests not yet answered.
+        self.budget = core.BodyBudget(settings.MODELDECK_MAX_INFLIGHT_BODY_BYTES)
         recorder.enabled = settings.MODELDECK_RECORD_INFERENCE
         drift_monitor.sample_rate = settings.MODELDECK_DRIFT_SAMPLE_RATE if recorder.enabled else 0.0
 
@@ -125,15 +124,10 @@ class DataPlane:
 
     def reserve(self, request: Request, size: int) -> None:
         """Count `size` more body bytes against the process's in-flight cap, or refuse the request with 503."""
-        if self.inflight + size > self.inflight_limit:
-            message = "the server is receiving too many request bodies at once; retry shortly"
-            raise ProtocolError(message, 503, {"retry-after": RETRY_AFTER_SECONDS, "connection": "close"})
-        self.inflight += size
-        request.reserved += size
+        self.budget.reserve(request, size)
 
     def release(self, request: Request) -> None:
-        self.inflight -= request.reserved
-        request.reserved = 0
+        self.budget.release(request)
 
     @staticmethod
     def declared_length(headers: dict[str, str]) -> int | None:

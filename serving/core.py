@@ -72,6 +72,29 @@ class Response:
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+RETRY_AFTER_SECONDS = "1"
+
+
+class BodyBudget:
+    """The request bytes a process may hold at once for calls not yet answered (MODELDECK_MAX_INFLIGHT_BODY_BYTES):
+    each transport reserves a call's bytes as it takes them and releases them once it answered; past the limit a
+    call is refused 503 (UNAVAILABLE over gRPC) with Retry-After instead of taking the process's memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.inflight = 0
+
+    def reserve(self, request: Request, size: int) -> None:
+        if self.inflight + size > self.limit:
+            message = "the server is receiving too many request bodies at once; retry shortly"
+            raise ProtocolError(message, 503, {"retry-after": RETRY_AFTER_SECONDS, "connection": "close"})
+        self.inflight += size
+        request.reserved += size
+
+    def release(self, request: Request) -> None:
+        self.inflight -= request.reserved
+        request.reserved = 0
+
 
 def unexpected_error(request: Request, exc: Exception) -> ProtocolError:
     """The refusal for an error no handler expected: 503 while the database is away (the client may retry), else a

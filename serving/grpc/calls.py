@@ -1,19 +1,74 @@
-"""What every gRPC method shares: the core's `Request` built from the call, refusals as gRPC status codes, and the
-request counted in monitoring with the `grpc` protocol label."""
+"""What every gRPC method shares: the core's `Request` built from the call, refusals as gRPC status codes, the
+request counted in monitoring with the `grpc` protocol label, and tensors decoded under the process's in-flight
+byte budget (large ones off the event loop)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
+from django.conf import settings
 
 from serving import core
-from serving.core import Request
+from serving.core import BodyBudget, Request
 from serving.protocols.errors import ProtocolError
 
 T = TypeVar("T")
+
+# The request bytes this process holds for calls not yet answered (MODELDECK_MAX_INFLIGHT_BODY_BYTES, read again
+# by serving.grpc.server when it builds a server): gRPC has read a message whole before a method runs, so its size
+# is reserved there, and a call past the limit is refused UNAVAILABLE with retry-after, as HTTP's 503.
+budget = BodyBudget(settings.MODELDECK_MAX_INFLIGHT_BODY_BYTES)
+# MODELDECK_OFFLOOP_DECODE_BYTES, read once (a read through Django's lazy settings costs a microsecond a call).
+offloop_bytes: int = settings.MODELDECK_OFFLOOP_DECODE_BYTES
+
+
+def limits_read() -> None:
+    """Take the byte limits from the settings as they are now (serving.grpc.server, when it builds a server)."""
+    global offloop_bytes
+    budget.limit = settings.MODELDECK_MAX_INFLIGHT_BODY_BYTES
+    offloop_bytes = settings.MODELDECK_OFFLOOP_DECODE_BYTES
+
+
+class Received(NamedTuple):
+    """An inference message as its method gets it: parsed, with the size it had on the wire."""
+
+    message: Any
+    size: int
+
+
+def sized(parse: Callable[[bytes], Any]) -> Callable[[bytes], Received]:
+    """A request deserializer that keeps the message's size (the budget and the off-loop decision need it)."""
+
+    def deserialize(data: bytes) -> Received:
+        return Received(parse(data), len(data))
+
+    return deserialize
+
+
+def unary(
+    behaviour: Callable[..., Any], request_type: Any, response_type: Any, keep_size: bool = False
+) -> grpc.RpcMethodHandler:
+    """A unary method's handler; with `keep_size`, its behaviour gets a `Received` (inference calls)."""
+    parse = sized(request_type.FromString) if keep_size else request_type.FromString
+    return grpc.unary_unary_rpc_method_handler(
+        behaviour, request_deserializer=parse, response_serializer=response_type.SerializeToString
+    )
+
+
+async def tensors_decode(request: Request, size: int, decode: Callable[..., T], *args: Any) -> T:
+    """`decode(*args)`, with the message's `size` reserved against the budget until the call is answered (released by
+    `grpc_answer`). A message over MODELDECK_OFFLOOP_DECODE_BYTES is decoded on a thread: its fields are parsed
+    already (protobuf's C code), and turning typed contents into arrays would otherwise hold up every other call on
+    the loop; numpy holds the GIL for stretches, so the loop still slows, but it is not stopped for the whole body."""
+    budget.reserve(request, size)
+    if size > offloop_bytes:
+        return await asyncio.to_thread(decode, *args)
+    return decode(*args)
+
 
 # The core's refusals are kinds named by their HTTP status; gRPC says each with its own code.
 STATUS_CODES: dict[int, grpc.StatusCode] = {
@@ -74,6 +129,7 @@ async def grpc_answer(
         refusal = core.unexpected_error(request, exc)
         status = refusal.status
     finally:
+        budget.release(request)
         core.record(request, status, time.perf_counter() - started)
     if refusal.headers and "retry-after" in refusal.headers:
         context.set_trailing_metadata((("retry-after", refusal.headers["retry-after"]),))

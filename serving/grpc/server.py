@@ -14,6 +14,7 @@ import grpc
 from django.conf import settings
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from serving.grpc import calls
 from serving.grpc.tfserving import MODEL_SERVICE, PREDICTION_SERVICE, tfserving_handlers
 from serving.grpc.v2 import SERVICE as V2_SERVICE
 from serving.grpc.v2 import v2_handlers
@@ -39,9 +40,11 @@ async def grpc_server_build(address: str) -> grpc.aio.Server:
     """A gRPC server bound to `address` ("host:port"), not started: the V2 service, TF Serving's, and
     `grpc.health.v1.Health`, NOT_SERVING until the router has read the releases.
 
-    A message over MODELDECK_MAX_INFER_BYTES is refused by gRPC itself (RESOURCE_EXHAUSTED) before it is read.
+    A message over MODELDECK_MAX_INFER_BYTES is refused by gRPC itself (RESOURCE_EXHAUSTED) before it is read; the
+    inference calls' messages count against MODELDECK_MAX_INFLIGHT_BODY_BYTES until they are answered.
     """
     limit = settings.MODELDECK_MAX_INFER_BYTES
+    calls.limits_read()
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", limit),

@@ -18,7 +18,7 @@ import grpc
 from google.protobuf import json_format
 
 from serving.core import Request, endpoint_resolve, infer, live_versions, measure, version_described, version_resolve
-from serving.grpc.calls import grpc_answer, grpc_request
+from serving.grpc.calls import Received, grpc_answer, grpc_request, tensors_decode, unary
 from serving.grpc.generated.tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -52,14 +52,15 @@ def _request(context: grpc.aio.ServicerContext, service: str, method: str, spec:
     return grpc_request(context, f"/{service}/{method}", _params(spec))
 
 
-async def predict(
-    message: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext
-) -> predict_pb2.PredictResponse:
+async def predict(received: Received, context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
+    message: predict_pb2.PredictRequest = received.message
+
     async def answer(request: Request) -> predict_pb2.PredictResponse:
         route = await endpoint_resolve(request)
         version, picked = version_resolve(route, request)
         measure(request, route, version, None)
-        inputs, names = predict_request_decode(message, version.key.signature)
+        signature = version.key.signature
+        inputs, names = await tensors_decode(request, received.size, predict_request_decode, message, signature)
         measure(request, route, version, inputs)
         outputs = await infer(route, version, picked, inputs, request.protocol)
         return predict_response_encode(name=route.endpoint, version=version.key.number, outputs=outputs, names=names)
@@ -137,27 +138,21 @@ def _not_served(service: str, method: str, why: str) -> Callable[[bytes, grpc.ai
     return behaviour
 
 
-def _unary(behaviour: Callable[..., Any], request_type: Any, response_type: Any) -> grpc.RpcMethodHandler:
-    return grpc.unary_unary_rpc_method_handler(
-        behaviour, request_deserializer=request_type.FromString, response_serializer=response_type.SerializeToString
-    )
-
-
 def tfserving_handlers() -> list[grpc.GenericRpcHandler]:
     """TF Serving's two services, for grpc.aio.Server.add_generic_rpc_handlers (the stubs have no _pb2_grpc)."""
     prediction = {
-        "Predict": _unary(predict, predict_pb2.PredictRequest, predict_pb2.PredictResponse),
-        "GetModelMetadata": _unary(
+        "Predict": unary(predict, predict_pb2.PredictRequest, predict_pb2.PredictResponse, keep_size=True),
+        "GetModelMetadata": unary(
             get_model_metadata,
             get_model_metadata_pb2.GetModelMetadataRequest,
             get_model_metadata_pb2.GetModelMetadataResponse,
         ),
-        "Classify": _unary(
+        "Classify": unary(
             _needs_examples("Classify"),
             classification_pb2.ClassificationRequest,
             classification_pb2.ClassificationResponse,
         ),
-        "Regress": _unary(
+        "Regress": unary(
             _needs_examples("Regress"), regression_pb2.RegressionRequest, regression_pb2.RegressionResponse
         ),
         "MultiInference": grpc.unary_unary_rpc_method_handler(
@@ -170,7 +165,7 @@ def tfserving_handlers() -> list[grpc.GenericRpcHandler]:
         ),
     }
     model = {
-        "GetModelStatus": _unary(
+        "GetModelStatus": unary(
             get_model_status, get_model_status_pb2.GetModelStatusRequest, get_model_status_pb2.GetModelStatusResponse
         ),
         "HandleReloadConfigRequest": grpc.unary_unary_rpc_method_handler(

@@ -10,8 +10,7 @@ them UNIMPLEMENTED by itself.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import grpc
 
@@ -28,7 +27,7 @@ from serving.core import (
     version_described,
     version_resolve,
 )
-from serving.grpc.calls import grpc_answer, grpc_request
+from serving.grpc.calls import Received, budget, grpc_answer, grpc_request, sized, tensors_decode, unary
 from serving.grpc.generated import grpc_service_pb2 as pb
 from serving.grpc.v2_tensors import infer_request_decode, infer_response_encode
 from serving.outage import DatabaseUnavailable
@@ -116,11 +115,12 @@ async def model_ready(message: pb.ModelReadyRequest, context: grpc.aio.ServicerC
     return await grpc_answer(context, request, answer)
 
 
-async def _infer(request: Request, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
+async def _infer(request: Request, received: Received) -> pb.ModelInferResponse:
+    message: pb.ModelInferRequest = received.message
     route = await endpoint_resolve(request)
     version, picked = version_resolve(route, request)
     measure(request, route, version, None)
-    parsed = infer_request_decode(message, version.key.signature)
+    parsed = await tensors_decode(request, received.size, infer_request_decode, message, version.key.signature)
     measure(request, route, version, parsed.inputs)
     outputs = await infer(route, version, picked, parsed.inputs, request.protocol)
     return infer_response_encode(
@@ -132,22 +132,24 @@ async def _infer(request: Request, message: pb.ModelInferRequest) -> pb.ModelInf
     )
 
 
-async def model_infer(message: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
+async def model_infer(received: Received, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
+    message = received.message
     request = grpc_request(context, _method("ModelInfer"), _params(message.model_name, message.model_version))
-    return await grpc_answer(context, request, lambda request: _infer(request, message))
+    return await grpc_answer(context, request, lambda request: _infer(request, received))
 
 
 async def model_stream_infer(
-    messages: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
+    messages: AsyncIterator[Received], context: grpc.aio.ServicerContext
 ) -> AsyncIterator[pb.ModelStreamInferResponse]:
     """Answer each request of the stream in order; a refused one is an `error_message` and the stream goes on
     (as Triton does), each request counted in monitoring on its own."""
-    async for message in messages:
+    async for received in messages:
+        message = received.message
         request = grpc_request(context, _method("ModelStreamInfer"), _params(message.model_name, message.model_version))
         started = time.perf_counter()
         status = 200
         try:
-            answer = pb.ModelStreamInferResponse(infer_response=await _infer(request, message))
+            answer = pb.ModelStreamInferResponse(infer_response=await _infer(request, received))
         except ProtocolError as exc:
             status = exc.status
             answer = pb.ModelStreamInferResponse(error_message=exc.message)
@@ -155,28 +157,23 @@ async def model_stream_infer(
             refusal = core.unexpected_error(request, exc)
             status = refusal.status
             answer = pb.ModelStreamInferResponse(error_message=refusal.message)
+        budget.release(request)
         core.record(request, status, time.perf_counter() - started)
         yield answer
-
-
-def _unary(behaviour: Callable[..., Any], request_type: Any, response_type: Any) -> grpc.RpcMethodHandler:
-    return grpc.unary_unary_rpc_method_handler(
-        behaviour, request_deserializer=request_type.FromString, response_serializer=response_type.SerializeToString
-    )
 
 
 def v2_handlers() -> list[grpc.GenericRpcHandler]:
     """The V2 service's methods, for grpc.aio.Server.add_generic_rpc_handlers (the stubs have no _pb2_grpc)."""
     methods = {
-        "ServerLive": _unary(server_live, pb.ServerLiveRequest, pb.ServerLiveResponse),
-        "ServerReady": _unary(server_ready, pb.ServerReadyRequest, pb.ServerReadyResponse),
-        "ServerMetadata": _unary(server_metadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
-        "ModelMetadata": _unary(model_metadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
-        "ModelReady": _unary(model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse),
-        "ModelInfer": _unary(model_infer, pb.ModelInferRequest, pb.ModelInferResponse),
+        "ServerLive": unary(server_live, pb.ServerLiveRequest, pb.ServerLiveResponse),
+        "ServerReady": unary(server_ready, pb.ServerReadyRequest, pb.ServerReadyResponse),
+        "ServerMetadata": unary(server_metadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+        "ModelMetadata": unary(model_metadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+        "ModelReady": unary(model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse),
+        "ModelInfer": unary(model_infer, pb.ModelInferRequest, pb.ModelInferResponse, keep_size=True),
         "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(
             model_stream_infer,
-            request_deserializer=pb.ModelInferRequest.FromString,
+            request_deserializer=sized(pb.ModelInferRequest.FromString),
             response_serializer=pb.ModelStreamInferResponse.SerializeToString,
         ),
     }

@@ -15,7 +15,7 @@ import numpy as np
 from runtimes.tensors import DATATYPE_TO_NUMPY, Signature, TensorSpec
 from serving.grpc.generated import grpc_service_pb2 as pb
 from serving.protocols.errors import ProtocolError
-from serving.protocols.tensors import input_spec, inputs_check, shape_text, tensor_from_data
+from serving.protocols.tensors import MAX_DIM, MAX_RANK, input_spec, inputs_check, shape_text, tensor_from_data
 from serving.protocols.v2 import (
     V2Request,
     v2_binary_output,
@@ -43,6 +43,7 @@ CONTENTS_FIELDS = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
+_OUTPUT = pb.ModelInferResponse.InferOutputTensor
 # The numpy dtype each field holds exactly, before narrowing to the input's own.
 _FIELD_DTYPES = {
     "bool_contents": np.bool_,
@@ -66,6 +67,9 @@ def parameters_dict(parameters: Any) -> dict[str, Any]:
 
 def infer_request_decode(message: pb.ModelInferRequest, signature: Signature) -> V2Request:
     """Decode a ModelInferRequest's tensors (raw or typed contents) and check them and the outputs it asks for."""
+    common = _one_raw_input(message, signature)
+    if common is not None:
+        return common
     raw = message.raw_input_contents
     if raw and len(raw) != len(message.inputs):
         raise ProtocolError(
@@ -104,6 +108,47 @@ def infer_request_decode(message: pb.ModelInferRequest, signature: Signature) ->
         outputs=outputs,
         binary_outputs=set(),
         parameters=parameters_dict(message.parameters),
+    )
+
+
+def _one_raw_input(message: pb.ModelInferRequest, signature: Signature) -> V2Request | None:
+    """The common call, tritonclient's default (one numeric input in raw_input_contents, no parameters, every output),
+    when the general way would accept it as exactly this; else None (the general way then accepts or refuses it with
+    its own messages). Every check is one the general way makes too (the V2 input checks, _raw_tensor, inputs_check),
+    about 2 µs where the general way takes 9 (bench: in process, iris)."""
+    if len(signature.inputs) != 1 or len(message.inputs) != 1 or message.outputs or len(message.parameters):
+        return None
+    raw = message.raw_input_contents
+    if len(raw) != 1:
+        return None
+    tensor = message.inputs[0]
+    spec, dtype, fixed = signature.input_checks[signature.inputs[0].name]
+    if (
+        tensor.name != spec.name
+        or tensor.datatype != spec.datatype
+        or dtype.kind not in "biuf"
+        or len(tensor.parameters)
+        or tensor.HasField("contents")
+    ):
+        return None
+    shape = list(tensor.shape)
+    if len(shape) != len(spec.shape) or len(shape) > MAX_RANK:
+        return None
+    for dim in shape:  # loops, not all()/any() over generators: those cost more than the rest of these checks
+        if not 0 <= dim <= MAX_DIM:
+            return None
+    for axis, size in fixed:
+        if shape[axis] != size:
+            return None
+    data = raw[0]
+    count = math.prod(shape)
+    if not count or len(data) != count * dtype.itemsize:
+        return None
+    # A read-only view on the message's bytes, as _raw_tensor's.
+    array = np.frombuffer(data, dtype=dtype.newbyteorder("<"), count=count).astype(dtype, copy=False).reshape(shape)
+    names = [output.name for output in signature.outputs]
+    return V2Request(
+        id=message.id or None, inputs={spec.name: array}, outputs=names, binary_outputs=set(), parameters={}
     )
 
 
@@ -173,12 +218,19 @@ def infer_response_encode(
         array = np.asarray(outputs[name])
         arrays.append((name, array, v2_output_datatype(name, array)))
     raw = raw or any(datatype not in CONTENTS_FIELDS for _, _, datatype in arrays)
+    if raw:
+        # Built in one call: protobuf's constructor fills repeated fields faster than add() and append() one by one.
+        return pb.ModelInferResponse(
+            model_name=model_name,
+            model_version=model_version,
+            id=request.id or "",
+            outputs=[_OUTPUT(name=name, datatype=datatype, shape=array.shape) for name, array, datatype in arrays],
+            raw_output_contents=[bytes(v2_binary_output(array, datatype)) for _, array, datatype in arrays],
+        )
     response = pb.ModelInferResponse(model_name=model_name, model_version=model_version, id=request.id or "")
     for name, array, datatype in arrays:
         entry = response.outputs.add(name=name, datatype=datatype, shape=array.shape)
-        if raw:
-            response.raw_output_contents.append(bytes(v2_binary_output(array, datatype)))
-        elif datatype == "BYTES":
+        if datatype == "BYTES":
             entry.contents.bytes_contents.extend(
                 value if isinstance(value, bytes) else str(value).encode("utf-8") for value in array.ravel().tolist()
             )

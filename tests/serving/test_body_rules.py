@@ -184,7 +184,7 @@ async def test_bodies_in_flight_are_capped_per_process(kind: str, plane: Any, se
         protocol, sock = fastpath_connection(app)
         protocol.data_received(raw_request("POST", PUBLIC, {"host": "t", **headers}) + first[:100])
         async with asyncio.timeout(5):
-            while app.inflight == 0:
+            while app.budget.inflight == 0:
                 await asyncio.sleep(0.01)
         status, response_headers, content, _ = await headers_only(kind, app, "POST", PUBLIC, second)
         protocol.data_received(first[100:])
@@ -193,7 +193,7 @@ async def test_bodies_in_flight_are_capped_per_process(kind: str, plane: Any, se
     assert status == 503
     assert json.loads(content) == {"error": "the server is receiving too many request bodies at once; retry shortly"}
     assert response_headers["retry-after"] == "1"
-    assert app.inflight == 0  # answered requests hold nothing
+    assert app.budget.inflight == 0  # answered requests hold nothing
     # With the first one answered, the same request fits.
     data = infer_body("third")
     if kind == "asgi":

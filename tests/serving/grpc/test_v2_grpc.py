@@ -186,6 +186,52 @@ def test_a_message_over_the_size_limit_is_resource_exhausted(deployed: Deployed,
         client.close()
 
 
+def test_calls_past_the_in_flight_budget_are_unavailable(deployed: Deployed, settings: Any) -> None:
+    """The bytes of calls not yet answered count against MODELDECK_MAX_INFLIGHT_BODY_BYTES, as HTTP bodies do; a call
+    that would pass it is refused UNAVAILABLE with retry-after, and answered calls hold nothing."""
+    from serving.grpc import calls
+
+    settings.MODELDECK_MAX_INFLIGHT_BODY_BYTES = 1024
+    with grpc_serving() as target:
+        client = triton.InferenceServerClient(url=target)
+        big = np.zeros((128, 4), np.float32)  # 2 KiB of raw contents
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer("iris", [x_input(big)], headers=token(deployed))
+        assert str(caught.value.status()) == "StatusCode.UNAVAILABLE"
+        assert "too many request bodies at once; retry shortly" in str(caught.value.message())
+        assert client.infer("iris", [x_input()], headers=token(deployed)).as_numpy("probs").shape == (3, 3)
+        # A call over the budget, one of the wrong shape and the answered ones all gave their bytes back.
+        refusal(lambda: client.infer("iris", [x_input(X[:, :3])], headers=token(deployed)))
+        assert calls.budget.inflight == 0
+        client.close()
+
+
+def test_large_messages_are_decoded_off_the_loop(deployed: Deployed, settings: Any, monkeypatch: Any) -> None:
+    """A message over MODELDECK_OFFLOOP_DECODE_BYTES is turned into arrays on a thread, not on the server's loop."""
+    import threading
+
+    from serving.grpc import v2, v2_tensors
+
+    threads: list[str] = []
+
+    def decode(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return v2_tensors.infer_request_decode(*args)
+
+    monkeypatch.setattr(v2, "infer_request_decode", decode)
+    settings.MODELDECK_OFFLOOP_DECODE_BYTES = 4096
+    with grpc_serving() as target:
+        client = triton.InferenceServerClient(url=target)
+        small = client.infer("iris", [x_input()], headers=token(deployed)).as_numpy("probs")
+        big = np.tile(X, (200, 1))  # 600 rows: 9.6 KiB
+        answer = client.infer("iris", [x_input(big)], headers=token(deployed)).as_numpy("probs")
+        client.close()
+    assert threads[0] == "grpc-test-server"  # the loop's own thread (tests/serving/grpc/conftest.py)
+    assert threads[1] != "grpc-test-server"
+    np.testing.assert_allclose(small, deployed.expected(1, X), rtol=1e-6)
+    np.testing.assert_allclose(answer, deployed.expected(1, big), rtol=1e-6)
+
+
 def test_canary_split_and_named_versions(deployed: Deployed, grpc_target: str, make_member: Any) -> None:
     releaser = Actor(user=make_member(team=deployed.dev.team, role=Role.DEVELOPER, username="releaser").user)
     release_promote(actor=releaser, endpoint=deployed.private, version=deployed.versions[2], canary_percent=50)

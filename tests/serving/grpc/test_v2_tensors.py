@@ -192,3 +192,91 @@ def test_typed_answers_unless_an_output_has_no_typed_field() -> None:
     response = infer_response_encode(model_name="m", model_version="1", request=decoded, outputs=outputs(), raw=False)
     assert len(response.raw_output_contents) == 2
     assert not response.outputs[0].HasField("contents")
+
+
+ONE = Signature(inputs=[TensorSpec("x", "FP32", [-1, 4])], outputs=[TensorSpec("probs", "FP32", [-1, 3])])
+ROWS = np.arange(8, dtype=np.float32).reshape(2, 4)
+
+
+def one_input(**changes) -> pb.ModelInferRequest:
+    """tritonclient's default call for a one-input model: raw contents, no parameters, every output."""
+    fields = {"name": "x", "datatype": "FP32", "shape": [2, 4], "raw": ROWS.tobytes(), "id": ""} | changes
+    request = pb.ModelInferRequest(model_name="m", id=fields["id"])
+    request.inputs.add(name=fields["name"], datatype=fields["datatype"], shape=fields["shape"])
+    request.raw_input_contents.append(fields["raw"])
+    return request
+
+
+def _asked_for(request: pb.ModelInferRequest) -> pb.ModelInferRequest:
+    request.outputs.add(name="probs")
+    return request
+
+
+def _with_parameter(request: pb.ModelInferRequest) -> pb.ModelInferRequest:
+    request.inputs[0].parameters["binary_data_size"].int64_param = 32
+    return request
+
+
+def _with_contents_too(request: pb.ModelInferRequest) -> pb.ModelInferRequest:
+    request.inputs[0].contents.fp32_contents.extend(ROWS.ravel().tolist())
+    return request
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        one_input(),
+        one_input(id="req-7"),
+        one_input(shape=[1, 4], raw=ROWS[:1].tobytes()),
+        one_input(shape=[0, 4], raw=b""),
+        one_input(shape=[2, 3], raw=ROWS[:, :3].tobytes()),  # a fixed dim that does not match
+        one_input(shape=[8], raw=ROWS.tobytes()),  # another rank
+        one_input(raw=ROWS.tobytes()[:-1]),  # a byte short
+        one_input(datatype="FP64", raw=ROWS.astype(np.float64).tobytes()),
+        one_input(name="y"),
+        one_input(shape=[2**31, 4], raw=b""),
+        _asked_for(one_input()),
+        _with_parameter(one_input()),
+        _with_contents_too(one_input()),
+    ],
+    ids=[
+        "common",
+        "with-id",
+        "one-row",
+        "no-rows",
+        "wrong-fixed-dim",
+        "wrong-rank",
+        "byte-short",
+        "wrong-datatype",
+        "wrong-name",
+        "absurd-dim",
+        "outputs-asked",
+        "input-parameters",
+        "contents-too",
+    ],
+)
+def test_the_short_way_answers_exactly_as_the_general_way(request_, monkeypatch) -> None:
+    """The common call is decoded a short way; whatever it takes or hands over, the answer (or the refusal, word for
+    word) is the general decoder's."""
+
+    def outcome() -> tuple[str, object]:
+        try:
+            decoded = infer_request_decode(request_, ONE)
+        except ProtocolError as exc:
+            return "refused", (exc.status, exc.message)
+        arrays = {name: (array.dtype, array.shape, array.tobytes()) for name, array in decoded.inputs.items()}
+        return "decoded", (decoded.id, arrays, decoded.outputs, decoded.binary_outputs, decoded.parameters)
+
+    short = outcome()
+    monkeypatch.setattr("serving.grpc.v2_tensors._one_raw_input", lambda message, signature: None)
+    assert short == outcome()
+
+
+def test_the_common_call_takes_the_short_way() -> None:
+    from serving.grpc.v2_tensors import _one_raw_input
+
+    decoded = _one_raw_input(one_input(id="a"), ONE)
+    assert decoded is not None
+    np.testing.assert_array_equal(decoded.inputs["x"], ROWS)
+    assert (decoded.id, decoded.outputs, decoded.parameters) == ("a", ["probs"], {})
+    assert _one_raw_input(_asked_for(one_input()), ONE) is None
