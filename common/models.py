@@ -33,3 +33,18 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.route})"
+
+
+class OutboxEvent(models.Model):
+    """A team event waiting for the web processes to deliver it (embedded mode only, common.events).
+
+    Without a shared channel layer (no REDIS_URL), a worker's publish would reach no socket: it is written here
+    instead, and each web process's relay reads the new rows and sends them to its own sockets."""
+
+    team = models.CharField(max_length=100)
+    kind = models.CharField(max_length=30)
+    data = models.JSONField(encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.team}"

@@ -178,6 +178,7 @@ class DataPlane:
         return self.closing(response, declared, body is None or body.complete), request
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
+        from common.events import event_relay
         from serving.decoding import decoding_stop
         from serving.router import router_get
 
@@ -187,11 +188,14 @@ class DataPlane:
                 # Load every live endpoint before the first request, and follow the control plane from now on.
                 router_get().start()
                 flusher.start()
+                # Without a shared channel layer, the workers' events reach this process's sockets through the outbox.
+                event_relay.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 router_get().stop()
                 decoding_stop()
                 await flusher.stop()
+                await event_relay.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
