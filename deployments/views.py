@@ -57,6 +57,8 @@ def team_detail(request: HttpRequest, team: str) -> HttpResponse:
         "recent_events": audit_event_list(actor=actor, team=obj)[:10],
         "endpoints": endpoint_list(actor=actor).filter(team=obj),
     }
+    if request.headers.get("HX-Request") and request.GET.get("fragment") == "activity":
+        return render(request, "teams/_recent_activity.html", context)
     return render(request, "teams/team_detail.html", context)
 
 
@@ -176,7 +178,16 @@ def endpoint_page(request: HttpRequest, name: str) -> HttpResponse:
                 }
     context = {**_endpoint_context(actor, endpoint, error), "refused": refused}
     status = 200 if not error else 409 if refused else 400
-    return render(request, "deployments/endpoint_page.html", context, status=status)
+    fragment = ENDPOINT_FRAGMENTS.get(request.GET.get("fragment", "")) if request.headers.get("HX-Request") else None
+    return render(request, fragment or "deployments/endpoint_page.html", context, status=status)
+
+
+# The endpoint page's parts that refresh themselves (htmx, static/js/live.js), by the name their hx-get asks for.
+ENDPOINT_FRAGMENTS = {
+    "release": "deployments/_release_current.html",
+    "change": "deployments/_release_change.html",
+    "history": "deployments/_release_history.html",
+}
 
 
 @require_http_methods(["POST"])

@@ -105,7 +105,12 @@ def _offered_conversions(version: ModelVersion) -> tuple[Recipe, ...]:
     return supported_recipes(version.format, version.metadata)
 
 
-FRAGMENTS = {"status": "registry/_version_status.html", "jobs": "registry/_jobs.html"}
+# The version page's parts that refresh themselves (htmx), by the name their hx-get asks for.
+FRAGMENTS = {
+    "main": "registry/_version_main.html",
+    "jobs": "registry/_jobs.html",
+    "files": "registry/_version_files.html",
+}
 
 
 @require_GET
@@ -114,7 +119,7 @@ FRAGMENTS = {"status": "registry/_version_status.html", "jobs": "registry/_jobs.
 def version_detail(request: HttpRequest, team: str, model: str, number: int) -> HttpResponse:
     actor = Actor(user=request.user)
     version = model_version_get(actor=actor, team_slug=team, name=model, number=number)
-    fragment = request.GET.get("fragment", "status") if request.headers.get("HX-Request") else ""
+    fragment = request.GET.get("fragment", "main") if request.headers.get("HX-Request") else ""
     template = FRAGMENTS.get(fragment, "registry/version_detail.html")
     return render(request, template, _version_context(actor, version))
 

@@ -19,7 +19,7 @@ from registry.models import Job, ModelVersion, RegisteredModel
 from registry.services.benchmarks import auto_benchmark
 from registry.services.jobs import JobOutcome, job_create, job_progress
 from registry.services.parity import load_runner, parity_report, sample_inputs, synthesize_inputs
-from registry.services.versions import version_signature
+from registry.services.versions import version_publish, version_signature
 from registry.storage import artifact_delete_if_unreferenced, artifact_local_path, artifact_put, file_sha256
 from teams.choices import Action
 from teams.permissions import Actor, actor_require
@@ -180,6 +180,7 @@ def _converted_version_store(
         if wrote:
             artifact_delete_if_unreferenced(key)
         return ModelVersion.objects.get(parent=parent, recipe_key=recipe.key)
+    version_publish(child)
     return child
 
 

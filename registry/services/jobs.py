@@ -66,6 +66,8 @@ def job_create(*, actor: Actor | None, version: ModelVersion, kind: str, params:
                 team=team, actor=actor, action=f"job.{kind}", target=job, data={"version": version.number, **params}
             )
         job_enqueue_on_commit(job)
+        # Pages following the team show a queued job at once, not when a worker takes it.
+        transaction.on_commit(lambda: _publish(job))
     return job
 
 

@@ -15,6 +15,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from common.errors import ApplicationError
+from common.events import team_event_publish
 from registry.choices import VersionStatus
 from registry.formats import FORMATS, detect, precheck
 from registry.formats.base import Inspection, ModelFileError
@@ -168,7 +169,27 @@ def model_version_create(
     # existence check and our commit; put it back from our copy, which is still at hand.
     for path, digest in [(upload.path, upload.sha256)] + ([(sample.path, sample.sha256)] if sample else []):
         artifact_put(path=path, sha256=digest)
+    version_publish(version)
     return version
+
+
+def version_event_data(version: ModelVersion) -> dict[str, Any]:
+    return {
+        "model": version.model.name,
+        "number": version.number,
+        "status": version.status,
+        "format": version.format,
+        "parent": version.parent.number if version.parent is not None else None,
+    }
+
+
+def version_publish(version: ModelVersion) -> None:
+    """Tell the team's live stream that a version appeared or changed status (pages listening refresh); a missing
+    channel layer never fails the write it announces."""
+    try:
+        team_event_publish(team=version.model.team.slug, kind="version", data=version_event_data(version))
+    except Exception:
+        logger.warning("Could not publish version %s to the team stream", version.pk, exc_info=True)
 
 
 def _check_loads(format_name: str, path: Path, inspection: Inspection, sha256: str) -> None:
@@ -263,8 +284,10 @@ def _finish(
             "metadata": version.metadata,
         }
     # Conditional: only a version still processing is finished, so two deliveries of the task cannot race.
-    ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.PROCESSING).update(**fields)
+    finished = ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.PROCESSING).update(**fields)
     version.refresh_from_db()
+    if finished:
+        version_publish(version)
     return version
 
 

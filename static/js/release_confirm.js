@@ -1,9 +1,10 @@
 // The endpoint page's confirm step for promote and canary: a plain confirm() when the version keeps the primary's
 // signature; otherwise a dialog that shows how its inputs and outputs differ (a table the server rendered and
 // escaped) and releases only once "Allow the signature change" is ticked. Without this script the server refuses
-// such a version and shows the same table with the same checkbox.
+// such a version and shows the same table with the same checkbox. Listens on the document: the change card is
+// swapped for a fresh one whenever a release changes (static/js/live.js).
 (() => {
-  const dialog = document.getElementById("signature-confirm");
+  const dialogOf = () => document.getElementById("signature-confirm");
 
   function differencesOf(form) {
     const select = form.querySelector("select[name=version]");
@@ -32,6 +33,7 @@
   }
 
   function askAboutSignature(form, differences) {
+    const dialog = dialogOf();
     const allow = dialog.querySelector("[data-allow]");
     const confirmButton = dialog.querySelector("[data-accept]");
     dialog.querySelector("[data-question]").textContent = question(form);
@@ -47,20 +49,18 @@
     dialog.showModal();
   }
 
-  document.querySelectorAll("form[data-release-form]").forEach((form) => {
-    form.addEventListener("submit", (event) => {
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement)) return;
+    if (form.matches("form[data-release-form]")) {
       event.preventDefault();
-      const differences = dialog && differencesOf(form);
+      const differences = dialogOf() && differencesOf(form);
       if (differences) askAboutSignature(form, differences);
       else if (window.confirm(question(form))) submitWith(form, false);
-    });
-  });
-
-  // Forms that only ask yes or no (rollback): here, not in an onsubmit attribute, which the Content-Security-Policy
-  // would block.
-  document.querySelectorAll("form[data-confirm]:not([data-release-form])").forEach((form) => {
-    form.addEventListener("submit", (event) => {
+    } else if (form.matches("form[data-confirm]")) {
+      // Forms that only ask yes or no (rollback): here, not in an onsubmit attribute, which the
+      // Content-Security-Policy would block.
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-    });
+    }
   });
 })();

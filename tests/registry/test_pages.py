@@ -64,15 +64,18 @@ def test_pages_show_the_version_and_escape_user_text(make_member, team_a, versio
     page = member.get("/teams/alpha/models/iris/versions/1/").content.decode()
     assert version.sha256 in page
     assert "probs" in page
-    assert 'hx-trigger="every 2s"' not in page  # ready: nothing to poll for
+    assert "every 2s" not in page  # ready: nothing to poll for (the live stream still refreshes it)
 
 
 def test_processing_version_page_polls(make_member, team_a, version) -> None:
     ModelVersion.objects.filter(pk=version.pk).update(status="processing")
     member = logged_in(make_member(team=team_a, role=Role.VIEWER))
-    assert 'hx-trigger="every 2s"' in member.get("/teams/alpha/models/iris/versions/1/").content.decode()
+    assert 'hx-trigger="every 2s, refresh"' in member.get("/teams/alpha/models/iris/versions/1/").content.decode()
     fragment = member.get("/teams/alpha/models/iris/versions/1/", HTTP_HX_REQUEST="true").content.decode()
-    assert fragment.lstrip().startswith('<div id="version-status"')
+    assert '<div id="version-main"' in fragment and "<h1>" not in fragment
+    for name, element in (("main", "version-main"), ("jobs", "jobs"), ("files", "version-files")):
+        part = member.get(f"/teams/alpha/models/iris/versions/1/?fragment={name}", HTTP_HX_REQUEST="true")
+        assert f'id="{element}"' in part.content.decode() and "<h1>" not in part.content.decode(), name
 
 
 @pytest.mark.parametrize("method", ["put", "patch", "delete"])

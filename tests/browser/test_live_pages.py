@@ -1,0 +1,175 @@
+"""Pages that follow what the workers and the alert rules do, with no reload: a version page shows a conversion a
+worker started and the version it made; an endpoint page shows a rollback someone else made, its charts kept.
+
+Both ways events travel are used: the shared channel layer (Redis, as in production) and the outbox the web
+process relays from when there is none (`make run`'s embedded defaults, common/events.py)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from django.db import connections
+from playwright.sync_api import Browser, Page, expect
+
+from deployments.services import endpoint_create, release_promote, release_rollback_automatic
+from registry.choices import JobKind
+from registry.formats.base import Recipe
+from registry.models import Job, ModelVersion
+from registry.services.conversions import version_convert_request
+from registry.services.jobs import job_run
+from registry.services.versions import Upload, model_version_create, registered_model_create
+from registry.tasks import JOB_HANDLERS
+from serving.router import router_reset
+from teams.choices import Role
+from teams.permissions import Actor
+from tests.asgi_server import asgi_server
+from tests.deployments.test_endpoint_apis import add_version
+from tests.registry.model_files import onnx_file
+from tests.teams.factories import PASSWORD
+
+T = TypeVar("T")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("artifact_dir"),
+    pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume synchronous iterators:Warning"),
+]
+
+
+@pytest.fixture(params=["redis", "outbox"])
+def events(request: pytest.FixtureRequest, settings) -> str:
+    """How the team's events reach the page: Redis' channel layer, or the outbox and the web process's relay."""
+    if request.param == "outbox":
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    return request.param
+
+
+@pytest.fixture
+def site(events: str) -> Iterator[str]:
+    router_reset()
+    with asgi_server() as url:
+        yield url
+    router_reset()
+
+
+def elsewhere(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run `call` on a thread of its own, as a worker or another web process would (Playwright's sync API runs an
+    event loop in the test's thread, where code that publishes to the channel layer cannot run)."""
+    with ThreadPoolExecutor(1) as pool:
+
+        def run() -> T:
+            try:
+                return call(*args, **kwargs)
+            finally:
+                connections.close_all()
+
+        return pool.submit(run).result(timeout=60)
+
+
+def log_in(browser: Browser, url: str, username: str, path: str) -> Page:
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(f"{url}/accounts/login/?next={path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}{path}")
+    page.evaluate("window.__noReload = true")  # gone if the page reloads
+    return page
+
+
+def test_a_conversion_a_worker_runs_appears_on_the_version_page(
+    browser: Browser, site: str, make_member, team_a, tmp_path: Path, monkeypatch, events: str
+) -> None:
+    queued: list[int] = []
+    monkeypatch.setattr("registry.tasks.job_run_task.delay", queued.append)
+    member = make_member(team=team_a, role=Role.DEVELOPER, username="dana")
+    actor = Actor(user=member.user)
+    model = registered_model_create(actor=actor, team=team_a, name="iris")
+    path = onnx_file(tmp_path / "iris.onnx")
+    upload = Upload(path, "iris.onnx", hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size)
+    version = model_version_create(actor=actor, model=model, upload=upload)
+    Job.objects.filter(version=version).delete()  # the upload's own benchmark: not what this page waits for
+    queued.clear()
+
+    page = log_in(browser, site, "dana", "/teams/alpha/models/iris/versions/1/")
+    expect(page.locator("#jobs")).to_contain_text("No jobs yet")
+    expect(page.locator("#version-files")).not_to_contain_text("Converted to")
+
+    # Elsewhere (a worker, a teammate's click): a conversion is queued, then run.
+    elsewhere(version_convert_request, actor=actor, version=version, recipe=Recipe(target="onnx", quantization="int8"))
+    row = page.locator("tr[data-job-id]", has_text="Conversion to onnx int8")
+    expect(row).to_have_attribute("data-job-status", "queued", timeout=10_000)
+    for job_id in queued:
+        if Job.objects.get(pk=job_id).kind == JobKind.CONVERT:
+            elsewhere(job_run, job_id, "browser-test-worker", JOB_HANDLERS)
+    child = ModelVersion.objects.get(parent=version)
+    expect(row).to_have_attribute("data-job-status", "succeeded", timeout=10_000)
+    expect(row.get_by_role("link", name=f"v{child.number}")).to_be_visible()
+    expect(page.locator("#version-files")).to_contain_text(f"Converted to: v{child.number}", timeout=10_000)
+    assert page.evaluate("window.__noReload") is True
+    page.screenshot(path=str(tmp_path / f"version-live-{events}.png"), full_page=True)
+
+
+def test_an_automatic_rollback_moves_the_endpoint_page_without_a_reload(
+    browser: Browser, site: str, make_member, team_a, tmp_path: Path, monkeypatch, events: str
+) -> None:
+    monkeypatch.setattr("registry.tasks.job_run_task.delay", lambda job_id: None)
+    builder = Actor(user=make_member(team=team_a, role=Role.DEVELOPER, username="builder").user)
+    make_member(team=team_a, role=Role.DEVELOPER, username="watcher")
+    model = registered_model_create(actor=builder, team=team_a, name="iris")
+    v1, v2 = (add_version(model, builder, tmp_path, seed) for seed in (1, 2))
+    endpoint = endpoint_create(actor=builder, model=model, name="iris", version=v1)
+    release_promote(actor=builder, endpoint=endpoint, version=v2, canary_percent=20)
+
+    page = log_in(browser, site, "watcher", "/endpoints/iris/")
+    current = page.get_by_test_id("current-release")
+    expect(current).to_contain_text("release #2")
+    expect(current).to_contain_text("canary v2 takes 20%")
+    charts = page.evaluate("() => !!window.modeldeckCharts")
+    history = page.get_by_test_id("release-history").locator("tbody tr")
+    expect(history).to_have_count(2)
+    rollback = page.locator("[data-action=rollback]")
+    expect(rollback).to_contain_text("remove canary v2")
+
+    rolled = elsewhere(
+        release_rollback_automatic,
+        endpoint=endpoint,
+        rule="canary errors",
+        reason="error_rate 0.2 > 0.05",
+        evidence={"release": 2},
+    )
+    assert rolled is not None and rolled.number == 3
+    expect(current).to_contain_text("release #3", timeout=10_000)
+    expect(current).not_to_contain_text("takes 20%")
+    expect(current).to_contain_text("canary errors")
+    expect(history).to_have_count(3)
+    # The change card follows: the canary that is gone cannot be removed again; v2 can be promoted.
+    expect(rollback).to_have_count(0)
+    expect(page.locator("[data-action=promote-2]")).to_be_visible()
+    assert page.evaluate("window.__noReload") is True
+    assert page.evaluate("() => !!window.modeldeckCharts") is charts
+    page.screenshot(path=str(tmp_path / f"endpoint-live-{events}.png"), full_page=True)
+
+
+def test_the_team_overview_shows_what_happens_elsewhere(
+    browser: Browser, site: str, make_member, team_a, tmp_path: Path, monkeypatch, events: str
+) -> None:
+    monkeypatch.setattr("registry.tasks.job_run_task.delay", lambda job_id: None)
+    builder = Actor(user=make_member(team=team_a, role=Role.DEVELOPER, username="builder").user)
+    make_member(team=team_a, role=Role.VIEWER, username="watcher")
+    model = registered_model_create(actor=builder, team=team_a, name="iris")
+    v1, v2 = (add_version(model, builder, tmp_path, seed) for seed in (1, 2))
+    endpoint = endpoint_create(actor=builder, model=model, name="iris", version=v1)
+
+    page = log_in(browser, site, "watcher", "/teams/alpha/")
+    activity = page.get_by_test_id("recent-activity")
+    expect(activity).not_to_contain_text("endpoint.promote")
+    elsewhere(release_promote, actor=builder, endpoint=endpoint, version=v2, reason="try v2")
+    expect(activity).to_contain_text("endpoint.promote", timeout=10_000)
+    assert page.evaluate("window.__noReload") is True
