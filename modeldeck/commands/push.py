@@ -8,7 +8,7 @@ from modeldeck.commands.arguments import CommandAdd, existing_file, json_flag, m
 from modeldeck.commands.context import Context
 from modeldeck.commands.conversions import Conversion, conversion_wait, first_error
 from modeldeck.commands.tables import conversions_table, version_summary
-from modeldeck.errors import ModelDeckError, NotFound
+from modeldeck.errors import Invalid, ModelDeckError, NotFound
 from modeldeck.output import Result
 from modeldeck.progress import job_label
 
@@ -44,17 +44,27 @@ def push_run(ctx: Context) -> Result:
     except NotFound:
         created = True
         ctx.output.line(f"model {args.model} is new: it is registered with this upload")
-    with progress.upload(f"uploading {file.name}") as on_sent:
-        version = client.upload_version(
-            args.model,
-            file,
-            sample=sample,
-            description=args.description,
-            tags=args.tag or (),
-            progress=on_sent,
-            create_model=created,
-        )
-    ctx.output.line(f"uploaded {file.name} as v{version['number']} of {args.model} ({version['status']})")
+    unchanged = False
+    try:
+        with progress.upload(f"uploading {file.name}") as on_sent:
+            version = client.upload_version(
+                args.model,
+                file,
+                sample=sample,
+                description=args.description,
+                tags=args.tag or (),
+                progress=on_sent,
+                create_model=created,
+            )
+    except Invalid as exc:
+        if exc.code != "duplicate_version":
+            raise
+        # The same bytes are a version already: a pipeline that pushes on every run goes on with that one.
+        unchanged = True
+        version = client.get_version(args.model, int(exc.detail["version"]))
+        ctx.output.line(f"{file.name} is identical to v{version['number']} of {args.model}: nothing uploaded")
+    else:
+        ctx.output.line(f"uploaded {file.name} as v{version['number']} of {args.model} ({version['status']})")
     conversions = [Conversion(target, quantization) for target, quantization in args.convert or []]
     # Conversions start from a ready version, so asking for any means waiting for the upload's processing.
     if version["status"] == "processing" and (args.wait or conversions):
@@ -74,6 +84,7 @@ def push_run(ctx: Context) -> Result:
     document = {
         "model": args.model,
         "model_created": created,
+        "unchanged": unchanged,
         "version": version,
         "conversions": [conversion.to_dict() for conversion in conversions],
     }

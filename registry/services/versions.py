@@ -95,6 +95,7 @@ def model_version_create(
     team = model.team
     actor_require(actor=actor, team=team, action=Action.DEVELOP)
     tags = _clean_tags(tags or [])
+    _refuse_duplicate(model, upload.sha256)
     fmt = detect(upload.path, upload.filename)
     if fmt.name == "pickle" and not team.trusted_pickle:
         raise ModelFileError("pickle_refused", PICKLE_REFUSAL_MESSAGE, {"team": team.slug})
@@ -122,6 +123,7 @@ def model_version_create(
         with transaction.atomic():
             # Lock the model row: concurrent uploads take numbers one after another, with no gaps.
             RegisteredModel.objects.select_for_update().filter(pk=model.pk).exists()
+            _refuse_duplicate(model, upload.sha256)  # again under the lock: the same bytes uploaded twice at once
             last = model.versions.aggregate(last=Max("number"))["last"] or 0
             version = ModelVersion(
                 model=model,
@@ -171,6 +173,22 @@ def model_version_create(
         artifact_put(path=path, sha256=digest)
     version_publish(version)
     return version
+
+
+def _refuse_duplicate(model: RegisteredModel, sha256: str) -> None:
+    """Refuse bytes that a version of this model already holds (an upload or a conversion's result), naming it: a
+    second version of the same file would only be a copy. A failed version does not count (uploading it again, with
+    another sample, is how it is fixed)."""
+    same = model.versions.filter(sha256=sha256).exclude(status=VersionStatus.FAILED).order_by("number").first()
+    if same is not None:
+        made = f" (converted from v{same.parent.number})" if same.parent is not None else ""
+        raise ApplicationError(
+            "duplicate_version",
+            f"This file is identical to v{same.number}{made} of '{model.name}' (sha256 {sha256[:12]}…): no version "
+            f"was added. Use v{same.number}, or upload the changed file.",
+            {"version": same.number, "sha256": sha256},
+            status=409,
+        )
 
 
 def version_event_data(version: ModelVersion) -> dict[str, Any]:

@@ -26,8 +26,9 @@ def test_push_registers_the_model_uploads_with_plain_progress_and_prints_one_jso
     run = cli("push", model, "--model", "alpha/wide", "--description", "first cut", "--tag", "ci", "--json")
     assert run.code == 0, run.stderr
     document = run.json
-    assert set(document) == {"model", "model_created", "version", "conversions"}
+    assert set(document) == {"model", "model_created", "unchanged", "version", "conversions"}
     assert (document["model"], document["model_created"], document["conversions"]) == ("alpha/wide", True, [])
+    assert document["unchanged"] is False
     version = document["version"]
     assert set(version) == Version.__required_keys__
     assert (version["model"], version["number"], version["format"], version["status"]) == (
@@ -54,9 +55,15 @@ def test_push_registers_the_model_uploads_with_plain_progress_and_prints_one_jso
     assert re.fullmatch(r"uploading wide\.onnx: sent in \d+\.\d s", lines[-2])
     assert lines[-1] == "uploaded wide.onnx as v1 of alpha/wide (ready)"
 
+    # The same file again (a pipeline that pushes on every run): no new version, the one that has it, exit 0.
     again = cli("push", model, "--model", "alpha/wide", "--json")
     assert again.code == 0, again.stderr
-    assert (again.json["model_created"], again.json["version"]["number"]) == (False, 2)
+    assert (again.json["model_created"], again.json["unchanged"], again.json["version"]["number"]) == (False, True, 1)
+    assert again.stderr.splitlines()[-1] == "wide.onnx is identical to v1 of alpha/wide: nothing uploaded"
+    changed = onnx_file(tmp_path / "wide2.onnx", features=2000, classes=64, seed=2)
+    second = cli("push", changed, "--model", "alpha/wide", "--json")
+    assert second.code == 0, second.stderr
+    assert (second.json["unchanged"], second.json["version"]["number"]) == (False, 2)
 
     listed = cli("versions", "alpha/wide", "--json")
     assert listed.code == 0, listed.stderr
@@ -113,7 +120,7 @@ def test_a_failed_parity_report_exits_6_and_says_why(cli: Cli, tmp_path, monkeyp
     run = cli("push", model, "--model", "alpha/iris", "--convert", "onnx:int8", "--wait", "--json")
     assert run.code == 6, run.stderr
     document = run.json
-    assert set(document) == {"model", "model_created", "version", "conversions", "error"}
+    assert set(document) == {"model", "model_created", "unchanged", "version", "conversions", "error"}
     (conversion,) = document["conversions"]
     assert conversion["job"]["status"] == "succeeded"
     assert conversion["parity_passed"] is False

@@ -74,14 +74,42 @@ def test_onnx_upload_is_inspected_at_once_and_downloads_byte_identical(dev, mode
 def test_versions_are_numbered_and_identical_bytes_are_stored_once(dev, model, tmp_path, artifact_dir) -> None:
     first, second = onnx_file(tmp_path / "a.onnx", seed=1), onnx_file(tmp_path / "b.onnx", seed=2)
     client = dev.token_client()
-    numbers = [upload(client, p).json()["number"] for p in (first, second, first)]
-    assert numbers == [1, 2, 3]
-    versions = {v.number: v for v in ModelVersion.objects.all()}
-    assert versions[1].artifact_key == versions[3].artifact_key != versions[2].artifact_key
+    assert [upload(client, p).json()["number"] for p in (first, second)] == [1, 2]
+    # The same bytes for another model: a version of its own, the file stored once.
+    assert client.post("/api/v1/models", {"team": "alpha", "name": "iris-copy"}, format="json").status_code == 201
+    copy = upload(client, first, url="/api/v1/models/alpha/iris-copy/versions")
+    assert copy.status_code == 201, copy.json()
+    versions = ModelVersion.objects.all()
+    assert len({v.artifact_key for v in versions}) == 2 and versions.count() == 3
     assert len(stored_files(artifact_dir)) == 2
     listed = client.get("/api/v1/models/alpha/iris/versions").json()
-    assert [v["number"] for v in listed] == [3, 2, 1]
-    assert client.get("/api/v1/models/alpha/iris").json()["latest_version"] == 3
+    assert [v["number"] for v in listed] == [2, 1]
+    assert client.get("/api/v1/models/alpha/iris").json()["latest_version"] == 2
+
+
+def test_the_same_file_again_names_the_version_that_has_it(dev, model, tmp_path, artifact_dir) -> None:
+    path = onnx_file(tmp_path / "a.onnx", seed=1)
+    client = dev.token_client()
+    assert upload(client, path).status_code == 201
+    audited = AuditEvent.objects.count()
+    again = upload(client, path, name="renamed.onnx", description="again")
+    assert again.status_code == 409
+    error = again.json()["error"]
+    assert error["code"] == "duplicate_version"
+    assert error["detail"] == {"version": 1, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert error["message"].startswith("This file is identical to v1 of 'iris'")
+    assert ModelVersion.objects.count() == 1 and AuditEvent.objects.count() == audited
+    assert len(stored_files(artifact_dir)) == 1
+
+
+def test_a_failed_versions_file_may_be_uploaded_again(dev, model, tmp_path) -> None:
+    path = onnx_file(tmp_path / "a.onnx", seed=1)
+    client = dev.token_client()
+    assert upload(client, path).status_code == 201
+    ModelVersion.objects.filter(number=1).update(status="failed", status_message="its sample did not fit")
+    retried = upload(client, path)
+    assert retried.status_code == 201, retried.json()
+    assert retried.json()["number"] == 2
 
 
 @pytest.mark.parametrize(
