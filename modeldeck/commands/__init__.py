@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from modeldeck.commands import benchmark, convert, deploy, login, predict, push, releases, status, versions
+from modeldeck.commands import (
+    benchmark,
+    convert,
+    deploy,
+    example,
+    login,
+    predict,
+    push,
+    releases,
+    status,
+    versions,
+)
 from modeldeck.commands.arguments import CommandAdd
 
 # In the order `modeldeck --help` lists the commands.
@@ -22,4 +33,5 @@ REGISTERS: tuple[Callable[[CommandAdd], None], ...] = (
     releases.register,
     status.register,
     predict.register,
+    example.register,
 )
