@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import json
 import os
@@ -16,11 +17,14 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc
+import websockets
+import websockets.sync.client
 
 from tests.registry.model_files import keras_file
 
@@ -59,6 +63,29 @@ class Output:
         )
 
 
+class TeamStream:
+    """A team's event socket (/ws/teams/{team}/events/) read on a thread, as a logged-in page reads it."""
+
+    def __init__(self, base: str, team: str, cookie: str) -> None:
+        url = base.replace("http://", "ws://") + f"/ws/teams/{team}/events/"
+        self.socket = websockets.sync.client.connect(url, additional_headers={"Cookie": cookie, "Origin": base})
+        self.events: list[dict[str, Any]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                self.events.append(json.loads(self.socket.recv()))
+
+    def seen(self) -> set[tuple[str, int | None, str]]:
+        """(kind, version number for version events, status) of each event of model iris so far."""
+        return {
+            (e["kind"], e["data"]["number"] if e["kind"] == "version" else None, e["data"]["status"])
+            for e in list(self.events)
+            if e["data"].get("model") == "iris"
+        }
+
+
 def _issue_token(opener: urllib.request.OpenerDirector, jar: http.cookiejar.CookieJar, base: str) -> str:
     """Create an API token through the logged-in session, as the tokens page does."""
     csrf = next(c.value or "" for c in jar if c.name == "csrftoken")
@@ -81,23 +108,11 @@ def alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port, grpc_port = free_port(), free_port()
-    # Not this test process's metrics folder either: runstack empties the one it uses.
-    private = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "MODELDECK_PROMETHEUS_DIR", "PROMETHEUS_MULTIPROC_DIR"}
-    env = {k: v for k, v in os.environ.items() if k not in private}
-    env |= {"DJANGO_SETTINGS_MODULE": "config.settings.local", "MODELDECK_VAR_DIR": str(tmp_path / "var")}
-    process = subprocess.Popen(
+def start_stack(env: dict[str, str], port: int, grpc_port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [
-            sys.executable,
-            "manage.py",
-            "runstack",
-            "--port",
-            str(port),
-            "--grpc-port",
-            str(grpc_port),
-            "--concurrency",
-            "1",
+            *(sys.executable, "manage.py", "runstack", "--port", str(port), "--grpc-port", str(grpc_port)),
+            *("--concurrency", "1"),
         ],
         cwd=ROOT,
         env=env,
@@ -106,6 +121,15 @@ def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> 
         text=True,
         start_new_session=True,  # its own process group, so the test can "press Ctrl-C" on all of it
     )
+
+
+def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port, grpc_port = free_port(), free_port()
+    # Not this test process's metrics folder either: runstack empties the one it uses.
+    private = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "MODELDECK_PROMETHEUS_DIR", "PROMETHEUS_MULTIPROC_DIR"}
+    env = {k: v for k, v in os.environ.items() if k not in private}
+    env |= {"DJANGO_SETTINGS_MODULE": "config.settings.local", "MODELDECK_VAR_DIR": str(tmp_path / "var")}
+    process = start_stack(env, port, grpc_port)
     output = Output(process)
     try:
         login = output.wait_for(r"Login: (\S+) / (\S+)", timeout=120)
@@ -145,6 +169,10 @@ def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> 
         assert css, "the stylesheet link is not a hashed WhiteNoise URL"
         assert opener.open(f"{base}{css.group(1)}", timeout=10).status == 200
 
+        # The team's live stream, as the pages open it: with no Redis, the worker's events reach it through the
+        # outbox the web process relays from (common/events.py).
+        stream = TeamStream(base, "demo", "; ".join(f"{c.name}={c.value}" for c in jar))
+
         # The whole registry path on the embedded defaults: a Keras upload is inspected by the real worker.
         token = _issue_token(opener, jar, base)
         keras_path = keras_file(tmp_path / "iris.keras")
@@ -175,6 +203,13 @@ def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> 
                 time.sleep(2)
             assert sorted(v["format"] for v in children) == ["onnx", "tflite"]
             assert all(v["parity"]["passed"] for v in children), [v["parity"]["reason"] for v in children]
+            # Every step reached the browser's stream: the inspection, both jobs queued and done, both new versions.
+            wanted = {("version", 1, "ready")} | {("version", v["number"], "ready") for v in children}
+            wanted |= {("job", None, "queued"), ("job", None, "succeeded")}
+            deadline = time.monotonic() + 10
+            while not wanted <= stream.seen():
+                assert time.monotonic() < deadline, f"the live stream missed {wanted - stream.seen()}"
+                time.sleep(0.2)
 
             # Deployed, it serves over all three protocols; a promote and a rollback reach the data plane.
             by_format = {v["format"]: v["number"] for v in children}
@@ -227,3 +262,23 @@ def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> 
     assert len(pids) == 4  # web, grpc, worker, beat
     assert [pid for pid in pids if alive(pid)] == []
     assert output.lines[-1] == "stopped"
+    # The terminal: each long step said what it did, then one box with the URL and the login, the worker's and
+    # the scheduler's chatter in files instead.
+    box = output.lines.index(next(line for line in output.lines if line.startswith("┌")))
+    assert "ModelDeck is up at" in output.lines[box + 1] and "Login: " in output.lines[box + 2]
+    assert any(line.startswith("Collecting static files") for line in output.lines[:box])
+    assert not any("celery@" in line or "heartbeat" in line.lower() for line in output.lines)
+    for name in ("worker", "beat"):
+        assert f"log: {tmp_path / 'var' / 'log' / name}.log" in "\n".join(output.lines)
+    assert "celery@" in (tmp_path / "var" / "log" / "worker.log").read_text()
+
+    # A restart finds the static files it collected and does not collect them again.
+    process = start_stack(env, port, grpc_port)
+    again = Output(process)
+    try:
+        again.wait_for(rf"ModelDeck is up at http://127\.0\.0\.1:{port}/", timeout=120)
+        assert "Static files: unchanged since the last start" in again.lines
+        assert not any(line.startswith("Collecting static files") for line in again.lines)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) == 0, "\n".join(again.lines[-40:])

@@ -71,7 +71,7 @@ async def _serving_when_ready(checker: health.aio.HealthServicer) -> None:
         await asyncio.sleep(READY_POLL_SECONDS)
     for service in HEALTH_SERVICES:
         await checker.set(service, SERVING)
-    logger.info("gRPC health: serving")
+    logger.debug("gRPC health: serving")
 
 
 async def grpc_server_stop(server: grpc.aio.Server, grace: float | None) -> None:

@@ -103,7 +103,7 @@ def run_runstack(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             def __init__(self, write: Any) -> None:
                 pass
 
-            def start(self, commands: dict[str, list[str]]) -> None:
+            def start(self, commands: dict[str, list[str]], logs: dict[str, Path] | None = None) -> None:
                 started.update(commands)
 
             def wait_until_healthy(self, url: str, timeout: float) -> bool:

@@ -1,15 +1,23 @@
-"""Start the whole platform: migrate, bootstrap the demo login, then web + grpc + worker + beat until Ctrl-C."""
+"""Start the whole platform: migrate, bootstrap the demo login, then web + grpc + worker + beat until Ctrl-C.
+
+The terminal stays readable: each long step says what it is doing, the worker's and the scheduler's logs go to
+files under var/log/ (their paths are printed), and everything ends with one box holding the URL and the login.
+Static files are collected again only when their sources changed, so a restart takes seconds, not a minute.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
 from django.core.management import call_command
@@ -44,9 +52,19 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         settings.MODELDECK_VAR_DIR.mkdir(parents=True, exist_ok=True)
-        call_command("migrate", interactive=False, verbosity=0)
-        call_command("collectstatic", interactive=False, verbosity=0)
-        call_command("bootstrapdemo", stdout=self.stdout)
+        started = time.monotonic()
+        self._step("Preparing the database", lambda: call_command("migrate", interactive=False, verbosity=0))
+        static = static_sources_fingerprint()
+        if static_collected_for(static):
+            self.stdout.write("Static files: unchanged since the last start")
+        else:
+            self._step(
+                "Collecting static files (compressing them takes a minute the first time)",
+                lambda: call_command("collectstatic", interactive=False, verbosity=0),
+            )
+            static_collected_mark(static)
+        login = io.StringIO()
+        call_command("bootstrapdemo", stdout=login)
         host, port = options["host"], options["port"]
         # The embedded defaults (in-memory channel layer, per-process cache) hold state in one process; several web
         # processes need Redis to share it.
@@ -82,17 +100,82 @@ class Command(BaseCommand):
         # prometheus_client's multiprocess mode sums every file in the folder: an earlier run's would count twice.
         for stale in settings.MODELDECK_PROMETHEUS_DIR.glob("*.db"):
             stale.unlink(missing_ok=True)
+        # The worker and the scheduler are chatty (banners, heartbeats): their logs go to files, the web's and the
+        # gRPC server's (a few lines, and their errors) stay on the terminal.
+        log_dir = settings.MODELDECK_VAR_DIR / "log"
+        log_dir.mkdir(exist_ok=True)
+        logs = {name: log_dir / f"{name}.log" for name in ("worker", "beat")}
         stack = ProcessStack(self.stdout.write)
-        stack.start(commands)
+        stack.start(commands, logs)
         url = f"http://{host}:{port}/"
         if not stack.wait_until_healthy(f"{url}healthz", timeout=60):
             stack.stop()
             raise CommandError("The web server did not become healthy within 60 s; see its log above.")
-        grpc = f", gRPC inference on {host}:{options['grpc_port']}" if options["grpc_port"] else ""
-        self.stdout.write(self.style.SUCCESS(f"ModelDeck is up at {url}{grpc} (Ctrl-C stops everything)."))
+        lines = [f"ModelDeck is up at {url}"]
+        lines += [line for line in login.getvalue().splitlines() if line.strip()]
+        if options["grpc_port"]:
+            lines.append(f"gRPC inference on {host}:{options['grpc_port']}")
+        lines.append("Logs: " + ", ".join(_shown(path) for path in logs.values()))
+        lines.append(f"Ready in {time.monotonic() - started:.0f} s. Ctrl-C stops everything.")
+        self.stdout.write(self.style.SUCCESS(boxed(lines)))
         code = stack.supervise()
         if code:
             raise CommandError(f"A process exited unexpectedly (status {code}); everything was stopped.")
+
+    def _step(self, what: str, run: Any) -> None:
+        self.stdout.write(f"{what}...", ending="")
+        self.stdout.flush()
+        began = time.monotonic()
+        run()
+        self.stdout.write(f" done ({time.monotonic() - began:.1f} s)")
+
+
+def boxed(lines: list[str]) -> str:
+    """Lines in a frame, so the URL and the login stand out from the processes' own output."""
+    width = max(len(line) for line in lines)
+    rule = "─" * (width + 2)
+    return "\n".join([f"┌{rule}┐", *(f"│ {line.ljust(width)} │" for line in lines), f"└{rule}┘"])
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def static_sources_fingerprint() -> str:
+    """A digest of every static source file (name, size, modification time) and of how they are stored."""
+    from django.contrib.staticfiles.finders import get_finders
+
+    entries = []
+    for finder in get_finders():
+        for name, storage in finder.list(["CVS", ".*", "*~"]):
+            stat = os.stat(storage.path(name))
+            entries.append(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}")
+    digest = hashlib.sha256(f"{settings.STATIC_URL}\0{settings.STORAGES['staticfiles']['BACKEND']}\n".encode())
+    for entry in sorted(entries):
+        digest.update(entry.encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _static_marker() -> Path:
+    return settings.MODELDECK_VAR_DIR / "static-sources.sha256"
+
+
+def static_collected_for(fingerprint: str) -> bool:
+    """Whether STATIC_ROOT holds what collectstatic made from exactly these sources."""
+    root = settings.STATIC_ROOT
+    if root is None or not Path(root).is_dir():
+        return False
+    if "Manifest" in settings.STORAGES["staticfiles"]["BACKEND"] and not (Path(root) / "staticfiles.json").exists():
+        return False
+    marker = _static_marker()
+    return marker.exists() and marker.read_text().strip() == fingerprint
+
+
+def static_collected_mark(fingerprint: str) -> None:
+    _static_marker().write_text(fingerprint + "\n")
 
 
 class ProcessStack:
@@ -101,14 +184,23 @@ class ProcessStack:
     def __init__(self, write: Any) -> None:
         self.write = write
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, Path] = {}
+        self._files: list[IO[bytes]] = []
         self.stopping = False
 
-    def start(self, commands: dict[str, list[str]]) -> None:
+    def start(self, commands: dict[str, list[str]], logs: dict[str, Path] | None = None) -> None:
+        """Start every command; those named in `logs` write their output to that file (appended), not here."""
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
+        self.logs = {name: path for name, path in (logs or {}).items() if name in commands}
         for name, argv in commands.items():
-            self.processes[name] = subprocess.Popen(argv, env=os.environ.copy())
-            self.write(f"started {name} (pid {self.processes[name].pid})")
+            output: IO[bytes] | None = None
+            if name in self.logs:
+                output = self.logs[name].open("ab")
+                self._files.append(output)
+            self.processes[name] = subprocess.Popen(argv, env=os.environ.copy(), stdout=output, stderr=output)
+            where = f", log: {_shown(self.logs[name])}" if name in self.logs else ""
+            self.write(f"started {name} (pid {self.processes[name].pid}{where})")
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
@@ -133,7 +225,8 @@ class ProcessStack:
         while not self.stopping:
             for name, process in self.processes.items():
                 if process.poll() is not None:
-                    self.write(f"{name} exited with status {process.returncode}; stopping the others")
+                    log = f" (its log: {_shown(self.logs[name])})" if name in self.logs else ""
+                    self.write(f"{name} exited with status {process.returncode}{log}; stopping the others")
                     failed = process.returncode or 1
                     self.stopping = True
                     break
@@ -153,4 +246,6 @@ class ProcessStack:
                 self.write(f"{name} did not stop within {STOP_GRACE_SECONDS} s; killing it")
                 process.kill()
                 process.wait()
+        for output in self._files:
+            output.close()
         self.write("stopped")
