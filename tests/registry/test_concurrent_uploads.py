@@ -1,4 +1,5 @@
-"""Concurrent uploads to one model on real PostgreSQL: numbers 1..N with no gaps or repeats, one copy per content."""
+"""Concurrent uploads to one model on real PostgreSQL: numbers 1..N with no gaps or repeats, one version and one
+stored copy per content (the same bytes sent at once make one version; the others are told which)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from common.errors import ApplicationError
 from registry.models import ModelVersion, RegisteredModel
 from registry.services.versions import Upload, model_version_create, registered_model_create
 from teams.choices import Role
@@ -30,7 +32,7 @@ def test_concurrent_uploads_number_without_gaps_and_dedupe(tmp_path: Path, artif
     # Four distinct files, each uploaded three times at once.
     files = [onnx_file(tmp_path / f"m{seed}.onnx", seed=seed) for seed in range(4)]
 
-    def push(index: int) -> int:
+    def push(index: int) -> int | str:
         path = files[index % len(files)]
         try:
             upload = Upload(
@@ -42,12 +44,20 @@ def test_concurrent_uploads_number_without_gaps_and_dedupe(tmp_path: Path, artif
             return model_version_create(
                 actor=Actor(user=membership.user), model=RegisteredModel.objects.get(pk=model.pk), upload=upload
             ).number
+        except ApplicationError as exc:
+            return f"{exc.code}: v{exc.detail.get('version')} ({path.name})"
         finally:
             connection.close()
 
     with ThreadPoolExecutor(max_workers=6) as pool:
-        numbers = list(pool.map(push, range(UPLOADS)))
-    assert sorted(numbers) == list(range(1, UPLOADS + 1))
-    assert sorted(ModelVersion.objects.values_list("number", flat=True)) == list(range(1, UPLOADS + 1))
+        outcomes = list(pool.map(push, range(UPLOADS)))
+    numbers = [outcome for outcome in outcomes if isinstance(outcome, int)]
+    assert sorted(numbers) == list(range(1, len(files) + 1))
+    assert sorted(ModelVersion.objects.values_list("number", flat=True)) == list(range(1, len(files) + 1))
     assert ModelVersion.objects.values("sha256").distinct().count() == len(files)
+    # Every other upload of a file was told the version that holds it.
+    by_file = {v.filename: v.number for v in ModelVersion.objects.all()}
+    duplicates = [outcome for outcome in outcomes if isinstance(outcome, str)]
+    expected = [f"duplicate_version: v{number} ({name})" for name, number in by_file.items() for _ in (1, 2)]
+    assert sorted(duplicates) == sorted(expected)
     assert len(stored_files(artifact_dir)) == len(files)
