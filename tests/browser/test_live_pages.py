@@ -72,6 +72,21 @@ def elsewhere(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return pool.submit(run).result(timeout=60)
 
 
+def screenshots(page: Page, folder: Path, name: str) -> None:
+    """The page at a desktop's width and a phone's, kept with the test's files to be looked at."""
+    text = page.locator("body").inner_text()
+    assert "{#" not in text and "{%" not in text and "{{" not in text, "template syntax shown on the page"
+    for width, height in ((1440, 900), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(folder / f"{name}-{width}.png"), full_page=True)
+        overflowing = page.evaluate(
+            "() => Array.from(document.querySelectorAll('main *')).filter(e => e.scrollWidth > e.clientWidth + 1"
+            " && getComputedStyle(e).overflowX === 'visible').map(e => e.tagName + '.' + e.className).slice(0, 5)"
+        )
+        assert overflowing == [], f"{name} at {width} px: {overflowing}"
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), f"{name} scrolls sideways"
+
+
 def log_in(browser: Browser, url: str, username: str, path: str) -> Page:
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.goto(f"{url}/accounts/login/?next={path}")
@@ -113,7 +128,7 @@ def test_a_conversion_a_worker_runs_appears_on_the_version_page(
     expect(row.get_by_role("link", name=f"v{child.number}")).to_be_visible()
     expect(page.locator("#version-files")).to_contain_text(f"Converted to: v{child.number}", timeout=10_000)
     assert page.evaluate("window.__noReload") is True
-    page.screenshot(path=str(tmp_path / f"version-live-{events}.png"), full_page=True)
+    screenshots(page, tmp_path, f"version-live-{events}")
 
 
 def test_an_automatic_rollback_moves_the_endpoint_page_without_a_reload(
@@ -154,7 +169,7 @@ def test_an_automatic_rollback_moves_the_endpoint_page_without_a_reload(
     expect(page.locator("[data-action=promote-2]")).to_be_visible()
     assert page.evaluate("window.__noReload") is True
     assert page.evaluate("() => !!window.modeldeckCharts") is charts
-    page.screenshot(path=str(tmp_path / f"endpoint-live-{events}.png"), full_page=True)
+    screenshots(page, tmp_path, f"endpoint-live-{events}")
 
 
 def test_the_team_overview_shows_what_happens_elsewhere(
