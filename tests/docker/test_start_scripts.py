@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from common.management.commands import runstack
 
@@ -114,6 +115,7 @@ def run_runstack(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
         monkeypatch.setattr(runstack, "call_command", lambda name, *a, **k: steps.append(name))
         monkeypatch.setattr(runstack, "ProcessStack", RecordingStack)
+        monkeypatch.setattr(runstack, "port_free", lambda host, port: True)  # a developer's make run may hold 8000
         call_command(
             "runstack",
             "--host",
@@ -300,3 +302,16 @@ def test_the_access_log_is_off_unless_the_setting_says_so(
         assert command_shape(script) == command_shape(web), on
     [script] = run_script("web.sh", env={**env, "MODELDECK_ACCESS_LOG": "false"})
     assert "--no-access-log" in script
+
+
+def test_runstack_refuses_ports_in_use(settings, tmp_path: Path) -> None:
+    """A second make run would find the first one's web server healthy and say "up": it stops at once instead."""
+    settings.MODELDECK_VAR_DIR = tmp_path / "var"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert not runstack.port_free("127.0.0.1", port)
+        with pytest.raises(CommandError, match=rf"Port {port} on 127.0.0.1 is in use: is ModelDeck already running"):
+            call_command("runstack", "--host", "127.0.0.1", "--port", str(port), stdout=io.StringIO())
+    assert runstack.port_free("127.0.0.1", port)

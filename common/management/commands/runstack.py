@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,6 +53,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         settings.MODELDECK_VAR_DIR.mkdir(parents=True, exist_ok=True)
+        # Another stack on the same ports would answer the health check for this one, which would then say "up".
+        for port in (options["port"], options["grpc_port"]):
+            if port and not port_free(options["host"], port):
+                raise CommandError(
+                    f"Port {port} on {options['host']} is in use: is ModelDeck already running? Stop it first, or "
+                    "choose other ports (MODELDECK_PORT, MODELDECK_GRPC_PORT)."
+                )
         started = time.monotonic()
         self._step("Preparing the database", lambda: call_command("migrate", interactive=False, verbosity=0))
         static = static_sources_fingerprint()
@@ -128,6 +136,18 @@ class Command(BaseCommand):
         began = time.monotonic()
         run()
         self.stdout.write(f" done ({time.monotonic() - began:.1f} s)")
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now (as uvicorn and gRPC would: SO_REUSEADDR, no SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def boxed(lines: list[str]) -> str:
