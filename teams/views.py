@@ -55,8 +55,21 @@ class LoginView(auth_views.LoginView):
 
 @require_GET
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def team_list_page(request: HttpRequest) -> HttpResponse:
     return render(request, "teams/home.html", {"teams": team_list_with_roles(actor=Actor(user=request.user))})
+
+
+@require_GET
+@login_required
+def landing(request: HttpRequest) -> HttpResponse:
+    """The site's front page, where a login lands: the team the user last worked in, else their first; the team
+    list (with what to do) for a user in no team."""
+    teams = [entry.team for entry in team_list_with_roles(actor=Actor(user=request.user))]
+    if not teams:
+        return team_list_page(request)
+    last = request.session.get(CURRENT_TEAM_SESSION_KEY)
+    team = next((t for t in teams if t.slug == last), teams[0])
+    return redirect("team-detail", team=team.slug)
 
 
 def _tokens_context(actor: Actor, team: Any, form: TokenCreateForm, issued: Any = None) -> dict[str, Any]:

@@ -166,9 +166,8 @@ def test_make_run_stack_comes_up_logs_in_and_stops_on_ctrl_c(tmp_path: Path) -> 
         )
         with opener.open(request, timeout=10) as response:
             page = response.read().decode()
-            assert response.url == f"{base}/"
-        assert "Your teams" in page
-        assert 'href="/teams/demo/"' in page
+            assert response.url == f"{base}/teams/demo/"  # the login lands on the team
+        assert "Your role: <span" in page
         # Static files are served by WhiteNoise from the collected, hashed copies.
         css = re.search(r'href="(/static/css/app\.[0-9a-f]+\.css)"', page)
         assert css, "the stylesheet link is not a hashed WhiteNoise URL"

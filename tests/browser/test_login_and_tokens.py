@@ -38,6 +38,11 @@ def test_login_create_use_and_revoke_a_token(browser: Browser, live_server, tmp_
     page.fill("#id_username", "dana")
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
+    # The login lands on a team (the first, with none chosen before), not on a list.
+    expect(page).to_have_url(f"{live_server.url}/teams/alpha/")
+    expect(page.get_by_role("heading", name="Alpha")).to_be_visible()
+    page.get_by_test_id("team-switcher").locator("summary").click()
+    page.get_by_test_id("all-teams").click()
     expect(page.get_by_role("heading", name="Your teams")).to_be_visible()
     expect(page.locator("table.list")).to_contain_text("alpha")
     expect(page.locator("table.list")).not_to_contain_text("bravo")
@@ -45,7 +50,7 @@ def test_login_create_use_and_revoke_a_token(browser: Browser, live_server, tmp_
     # The team switcher lists dana's teams and moves between them.
     switcher = page.get_by_test_id("team-switcher")
     switcher.locator("summary").click()
-    expect(switcher.get_by_role("link")).to_have_text(["alpha", "charlie"])
+    expect(switcher.get_by_role("link")).to_have_text(["alpha", "charlie", "All your teams"])
     switcher.get_by_role("link", name="charlie").click()
     expect(page).to_have_url(f"{live_server.url}/teams/charlie/")
     expect(switcher.locator("summary")).to_contain_text("charlie")
@@ -66,6 +71,11 @@ def test_login_create_use_and_revoke_a_token(browser: Browser, live_server, tmp_
     expect(shown).to_be_visible()
     assert page.evaluate("window.__noReload") is True  # htmx swapped the panel in place
     raw = shown.inner_text().strip()
+    # One click copies it.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_test_id("copy-token").click()
+    expect(page.get_by_test_id("copy-token")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == raw
     token = ApiToken.objects.get(name="ci-pipeline")
     assert raw.startswith(token.prefix)
     assert token.user == membership.user
