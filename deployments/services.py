@@ -22,7 +22,7 @@ from deployments.selectors import RELEASE_STAMP_KEY, release_rollback_plan, vers
 from deployments.signals import releases_changed
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
-from registry.selectors import version_not_servable_reason
+from registry.selectors import version_not_servable_reason, version_parity_blocks
 from teams.choices import Action
 from teams.permissions import Actor, actor_require
 from teams.services import audit_record
@@ -101,12 +101,11 @@ def version_check_deployable(*, version: ModelVersion, model: RegisteredModel) -
     not_servable = version_not_servable_reason(version)
     if not_servable:
         raise ApplicationError("not_servable", not_servable, status=422)
-    parity = version.parity or {}
-    if parity and not parity.get("passed") and not version.parity_override_at:
+    if version_parity_blocks(version):
         raise ApplicationError(
             "parity_failed",
-            f"v{version.number} failed its parity check ({parity.get('reason', 'no reason recorded')}); "
-            "an admin can accept it with a reason first.",
+            f"v{version.number} failed its parity check ({version.parity.get('reason', 'no reason recorded')}); "
+            "an admin can accept it with a reason on the version's page first.",
             status=409,
         )
 

@@ -24,7 +24,7 @@ from deployments.services import endpoint_create, release_promote, release_rollb
 from registry.benchmark import SERVED_FORMATS
 from registry.choices import VersionStatus
 from registry.models import ModelVersion
-from registry.selectors import model_version_get, version_not_servable_reason
+from registry.selectors import model_version_get, version_not_servable_reason, version_parity_blocks
 from teams.choices import Action
 from teams.context_processors import CURRENT_TEAM_SESSION_KEY
 from teams.permissions import Actor, actor_can, actor_role
@@ -110,7 +110,9 @@ def _endpoint_context(actor: Actor, endpoint: Endpoint, error: str = "") -> dict
             "live_canary": version.pk == current.canary_id,
         }
         for version in ready.order_by("-number")
-        if version.pk != current.primary_id and not version_not_servable_reason(version)
+        if version.pk != current.primary_id
+        and not version_not_servable_reason(version)
+        and not version_parity_blocks(version)
     ]
     return {
         "team": endpoint.team,

@@ -13,4 +13,9 @@ urlpatterns = [
         views.version_convert,
         name="version-convert",
     ),
+    path(
+        "teams/<str:team>/models/<str:model>/versions/<int:number>/parity-accept/",
+        views.version_parity_accept,
+        name="version-parity-accept",
+    ),
 ]

@@ -67,6 +67,12 @@ def job_get(*, actor: Actor, job_id: int) -> Job:
     return job
 
 
+def version_parity_blocks(version: ModelVersion) -> bool:
+    """Whether a failed parity report, which no admin accepted, keeps the version from being released."""
+    parity = version.parity or {}
+    return bool(parity) and not parity.get("passed") and not version.parity_override_at
+
+
 def version_not_servable_reason(version: ModelVersion) -> str:
     """Why the serving runtimes cannot run this version as it is, for messages ("" when they can)."""
     from registry.benchmark import SERVED_FORMATS

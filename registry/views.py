@@ -18,9 +18,10 @@ from registry.selectors import (
     registered_model_get,
     registered_model_list,
     version_not_servable_reason,
+    version_parity_blocks,
 )
 from registry.services.benchmarks import version_benchmark_request
-from registry.services.conversions import version_convert_request
+from registry.services.conversions import parity_override, version_convert_request
 from registry.services.versions import registered_model_create, version_signature
 from teams.choices import Action
 from teams.context_processors import CURRENT_TEAM_SESSION_KEY
@@ -94,6 +95,8 @@ def _version_context(actor: Actor, version: ModelVersion, error: str = "") -> di
         "can_develop": actor_can(actor=actor, team=team, action=Action.DEVELOP),
         "can_manage": actor_can(actor=actor, team=team, action=Action.MANAGE),
         "children": version.children.order_by("number"),
+        # A failed parity report blocks deploying until an admin accepts it (deployments refuses it otherwise).
+        "parity_blocks": version_parity_blocks(version),
         "error": error,
     }
 
@@ -150,4 +153,24 @@ def version_convert(request: HttpRequest, team: str, model: str, number: int) ->
         return render(
             request, "registry/_jobs.html", _version_context(actor, version, error), status=400 if error else 200
         )
+    return redirect("version-detail", team=team, model=model, number=number)
+
+
+@require_POST
+@login_required
+@domain_errors_as_http
+def version_parity_accept(request: HttpRequest, team: str, model: str, number: int) -> HttpResponse:
+    """An admin accepts a failed parity report with a reason (audited); answers with the refreshed version summary."""
+    actor = Actor(user=request.user)
+    version = model_version_get(actor=actor, team_slug=team, name=model, number=number)
+    error = ""
+    try:
+        version = parity_override(actor=actor, version=version, reason=request.POST.get("reason", ""))
+    except PermissionDeniedError:
+        raise
+    except ApplicationError as exc:
+        error = exc.message
+    if request.headers.get("HX-Request"):
+        context = _version_context(actor, version, error)
+        return render(request, "registry/_version_main.html", context, status=400 if error else 200)
     return redirect("version-detail", team=team, model=model, number=number)

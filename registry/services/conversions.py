@@ -206,4 +206,5 @@ def parity_override(*, actor: Actor, version: ModelVersion, reason: str) -> Mode
             target=version,
             data={"number": version.number, "reason": reason, "report": version.parity.get("reason", "")},
         )
+    version_publish(version)  # open pages offer the version for release now
     return version
