@@ -9,6 +9,7 @@ urlpatterns = [
     path("teams/<str:team>/", views.team_detail, name="team-detail"),
     path("teams/<str:team>/endpoints/", views.endpoint_list_page, name="endpoint-list"),
     path("endpoints/<str:name>/", views.endpoint_page, name="endpoint-page"),
+    path("endpoints/<str:name>/settings/", views.endpoint_settings, name="endpoint-settings"),
     path(
         "teams/<str:team>/models/<str:model>/versions/<int:number>/deploy/",
         views.version_deploy,

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from common.errors import ApplicationError, NotFoundError, PermissionDeniedError
 from deployments.compatibility import tensor_text
@@ -20,7 +20,7 @@ from deployments.selectors import (
     release_rollback_plan,
     version_signature_differences,
 )
-from deployments.services import endpoint_create, release_promote, release_rollback
+from deployments.services import endpoint_create, endpoint_update, release_promote, release_rollback
 from registry.benchmark import SERVED_FORMATS
 from registry.choices import VersionStatus
 from registry.models import ModelVersion
@@ -95,10 +95,14 @@ def _difference_rows(differences: list[dict[str, Any]]) -> list[dict[str, str]]:
     ]
 
 
+def _change_action(endpoint: Endpoint) -> str:
+    return Action.CHANGE_PROTECTED if endpoint.protected else Action.DEVELOP
+
+
 def _endpoint_context(actor: Actor, endpoint: Endpoint, error: str = "") -> dict[str, object]:
     current = release_current(endpoint=endpoint)
     releases = list(release_list(endpoint=endpoint)[:50])
-    action = Action.CHANGE_PROTECTED if endpoint.protected else Action.DEVELOP
+    action = _change_action(endpoint)
     ready = endpoint.model.versions.filter(status=VersionStatus.READY, format__in=SERVED_FORMATS)
     # Each version that could be released, with how its signature differs from the primary's (shown before the
     # confirm step, not after a refusal).
@@ -122,6 +126,7 @@ def _endpoint_context(actor: Actor, endpoint: Endpoint, error: str = "") -> dict
         "releases": releases,
         "choices": choices,
         "can_change": actor_can(actor=actor, team=endpoint.team, action=action),
+        "can_protect": actor_can(actor=actor, team=endpoint.team, action=Action.CHANGE_PROTECTED),
         "error": error,
     }
 
@@ -220,3 +225,64 @@ def version_deploy(request: HttpRequest, team: str, model: str, number: int) -> 
             status=400,
         )
     return redirect("endpoint-page", name=endpoint.name)
+
+
+@require_POST
+@login_required
+@domain_errors_as_http
+def endpoint_settings(request: HttpRequest, name: str) -> HttpResponse:
+    """Change an endpoint's settings from its page (public, protected, dynamic batching); answers with the settings
+    card, and the badges and the "Call it" card updated in place."""
+    actor = Actor(user=request.user)
+    endpoint = endpoint_get(actor=actor, name=name)
+    # Who may change it at all, even when the form changes nothing (endpoint_update checks each change again).
+    if not actor_can(actor=actor, team=endpoint.team, action=_change_action(endpoint)):
+        raise PermissionDeniedError(f"Changing {endpoint.name} needs a higher role in {endpoint.team.slug}.")
+    error = saved = ""
+    try:
+        changes = _settings_changes(
+            endpoint,
+            request.POST,
+            may_protect=actor_can(actor=actor, team=endpoint.team, action=Action.CHANGE_PROTECTED),
+        )
+        if changes:
+            endpoint = endpoint_update(actor=actor, endpoint=endpoint, **changes)
+            saved = ", ".join(f"{SETTING_NAMES[key]} {_shown(value)}" for key, value in changes.items())
+        else:
+            saved = "nothing changed"
+    except PermissionDeniedError:
+        raise
+    except ApplicationError as exc:
+        problems = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.detail.items())
+        error = f"{exc.message} {problems}".strip()
+    if not request.headers.get("HX-Request"):
+        return redirect("endpoint-page", name=endpoint.name)
+    context = {**_endpoint_context(actor, endpoint, error), "saved": saved, "oob": True}
+    return render(request, "deployments/_endpoint_settings_answer.html", context, status=400 if error else 200)
+
+
+SETTING_NAMES = {
+    "public": "public",
+    "protected": "protected",
+    "max_batch_size": "batch rows",
+    "max_queue_delay_ms": "batch wait (ms)",
+}
+
+
+def _shown(value: object) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+
+def _settings_changes(endpoint: Endpoint, form: Any, *, may_protect: bool) -> dict[str, Any]:
+    """The settings the form changes, typed; a number that is not one is refused with its field's name."""
+    wanted: dict[str, Any] = {"public": form.get("public") == "on"}
+    if may_protect:
+        wanted["protected"] = form.get("protected") == "on"
+    for field, kind in (("max_batch_size", int), ("max_queue_delay_ms", float)):
+        raw = form.get(field, "").strip()
+        try:
+            wanted[field] = kind(raw)
+        except ValueError:
+            problem = {field: [f"'{raw}' is not a number."]}
+            raise ApplicationError("invalid", "Invalid endpoint settings.", problem) from None
+    return {key: value for key, value in wanted.items() if getattr(endpoint, key) != value}

@@ -191,3 +191,30 @@ def test_the_team_overview_shows_what_happens_elsewhere(
     elsewhere(release_promote, actor=builder, endpoint=endpoint, version=v2, reason="try v2")
     expect(activity).to_contain_text("endpoint.promote", timeout=10_000)
     assert page.evaluate("window.__noReload") is True
+
+
+def test_endpoint_settings_change_in_place(
+    browser: Browser, site: str, make_member, team_a, tmp_path: Path, monkeypatch, events: str
+) -> None:
+    _, endpoint, _ = iris_endpoint(make_member, team_a, tmp_path, monkeypatch, Role.DEVELOPER)
+    page = log_in(browser, site, "watcher", "/endpoints/iris/")
+    page.evaluate("window.modeldeckCharts.marked = true")
+    settings = page.get_by_test_id("endpoint-settings")
+    expect(settings.locator("input[name=protected]")).to_be_disabled()  # a developer: admins protect
+    settings.locator("input[name=public]").check()
+    settings.locator("input[name=max_batch_size]").fill("16")
+    settings.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_test_id("settings-saved")).to_have_text("Saved: public on, batch rows 16.")
+    expect(page.get_by_test_id("call-it")).to_contain_text("Public: no token needed.")
+    expect(page.get_by_test_id("call-it")).to_contain_text("up to 16 rows per call")
+    expect(page.locator("#endpoint-badges")).to_contain_text("public")
+    endpoint.refresh_from_db()
+    assert (endpoint.public, endpoint.max_batch_size, endpoint.protected) == (True, 16, False)
+
+    settings = page.get_by_test_id("endpoint-settings")
+    settings.locator("input[name=max_queue_delay_ms]").fill("5000")  # over the 1000 ms the field allows
+    settings.get_by_role("button", name="Save settings").click()
+    assert settings.locator("input[name=max_queue_delay_ms]").evaluate("e => e.validity.rangeOverflow") is True
+    endpoint.refresh_from_db()
+    assert endpoint.max_queue_delay_ms == 2.0  # the browser sent nothing (the server refuses it too: test_pages)
+    assert page.evaluate("window.modeldeckCharts.marked") is True

@@ -86,3 +86,41 @@ def test_viewers_see_no_buttons_and_outsiders_nothing(dev_client, make_member, t
     assert outsider.post("/endpoints/iris/", {"operation": "rollback"}).status_code == 404
     assert outsider.get("/teams/alpha/endpoints/").status_code == 404
     assert Release.objects.count() == 1
+
+
+def test_settings_from_the_page_are_checked_audited_and_limited_by_role(
+    dev_client, make_member, team_a, team_b
+) -> None:
+    from deployments.models import Endpoint
+    from teams.models import AuditEvent
+
+    dev_client.post("/teams/alpha/models/iris/versions/1/deploy/", {"name": "iris"})
+    settings = {"public": "on", "max_batch_size": "8", "max_queue_delay_ms": "3.5"}
+    saved = dev_client.post("/endpoints/iris/settings/", settings, HTTP_HX_REQUEST="true")
+    assert saved.status_code == 200
+    assert "Saved: public on, batch rows 8, batch wait (ms) 3.5." in saved.content.decode()
+    assert 'id="call-it" hx-swap-oob="true"' in saved.content.decode()
+    endpoint = Endpoint.objects.get(name="iris")
+    assert (endpoint.public, endpoint.max_batch_size, endpoint.max_queue_delay_ms) == (True, 8, 3.5)
+    assert AuditEvent.objects.filter(action="endpoint.update").count() == 1
+
+    for bad, problem in (
+        ({"max_batch_size": "lots"}, "lots&#x27; is not a number"),
+        ({"max_queue_delay_ms": "5000"}, ""),
+    ):
+        refused = dev_client.post("/endpoints/iris/settings/", {**settings, **bad}, HTTP_HX_REQUEST="true")
+        assert refused.status_code == 400
+        assert "Invalid endpoint settings." in refused.content.decode() and problem in refused.content.decode()
+    # A developer's "protected" is ignored (the checkbox is disabled for them); nothing else changed either.
+    dev_client.post("/endpoints/iris/settings/", {**settings, "protected": "on"}, HTTP_HX_REQUEST="true")
+    endpoint.refresh_from_db()
+    assert (endpoint.protected, endpoint.max_queue_delay_ms) == (False, 3.5)
+    assert AuditEvent.objects.filter(action="endpoint.update").count() == 1
+
+    viewer = Client()
+    viewer.force_login(make_member(team=team_a, role=Role.VIEWER).user)
+    assert 'data-testid="endpoint-settings"' not in viewer.get("/endpoints/iris/").content.decode()
+    assert viewer.post("/endpoints/iris/settings/", settings).status_code == 403
+    outsider = Client()
+    outsider.force_login(make_member(team=team_b, role=Role.ADMIN).user)
+    assert outsider.post("/endpoints/iris/settings/", settings).status_code == 404
