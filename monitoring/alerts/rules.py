@@ -99,6 +99,24 @@ def alert_rule_create(
     return rule
 
 
+def alert_rule_enable(*, actor: Actor, rule: AlertRule, enabled: bool) -> AlertRule:
+    """Turn a rule on or off (audited); the evaluator reads the change within RULES_REFRESH_SECONDS."""
+    _require_change(actor, rule.endpoint)
+    if rule.enabled == enabled:
+        return rule
+    with transaction.atomic():
+        AlertRule.objects.filter(pk=rule.pk).update(enabled=enabled)
+        rule.enabled = enabled
+        audit_record(
+            team=rule.endpoint.team,
+            actor=actor,
+            action="alert_rule.enable" if enabled else "alert_rule.disable",
+            target=rule,
+            data=_rule_data(rule),
+        )
+    return rule
+
+
 def alert_rule_delete(*, actor: Actor, rule: AlertRule) -> None:
     """Delete an alert rule; the alerts it fired stay, as history."""
     endpoint = rule.endpoint

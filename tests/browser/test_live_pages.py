@@ -218,3 +218,71 @@ def test_endpoint_settings_change_in_place(
     endpoint.refresh_from_db()
     assert endpoint.max_queue_delay_ms == 2.0  # the browser sent nothing (the server refuses it too: test_pages)
     assert page.evaluate("window.modeldeckCharts.marked") is True
+
+
+def test_alert_rules_are_managed_and_fired_alerts_appear_on_the_endpoint_page(
+    browser: Browser, site: str, make_member, team_a, tmp_path: Path, monkeypatch, events: str
+) -> None:
+    from common.events import team_event_publish
+    from monitoring.alerts.firing import alert_data
+    from monitoring.models import Alert, AlertRule
+    from teams.models import AuditEvent
+
+    _, endpoint, _ = iris_endpoint(make_member, team_a, tmp_path, monkeypatch, Role.DEVELOPER)
+    page = log_in(browser, site, "watcher", "/endpoints/iris/")
+    card = page.get_by_test_id("alerts")
+    expect(card).to_contain_text("No rules yet.")
+    form = card.get_by_test_id("alert-rule-form")
+    form.get_by_label("Name").fill("too many errors")
+    form.get_by_label("Metric").select_option("error_rate")
+    form.get_by_label("Above").fill("0.5")
+    form.get_by_label("Then").select_option("rollback")
+    form.get_by_role("button", name="Add rule").click()
+    rule_row = card.locator("tr[data-rule='too many errors']")
+    expect(rule_row).to_contain_text("Roll back")
+    expect(rule_row).to_contain_text("on")
+    rule = AlertRule.objects.get(endpoint=endpoint)
+    assert (rule.metric, rule.threshold, rule.action, rule.enabled) == ("error_rate", 0.5, "rollback", True)
+
+    # A rate is a fraction: the server says so, in place, and adds nothing.
+    form = card.get_by_test_id("alert-rule-form")
+    form.get_by_label("Name").fill("percent by mistake")
+    form.get_by_label("Above").fill("5")
+    form.get_by_role("button", name="Add rule").click()
+    expect(card.get_by_role("alert")).to_contain_text("A rate is a fraction")
+    assert AlertRule.objects.filter(endpoint=endpoint).count() == 1
+
+    card.locator("tr[data-rule='too many errors'] [data-action=toggle]").click()
+    expect(card.locator("tr[data-rule='too many errors']")).to_contain_text("off")
+    assert AlertRule.objects.get(pk=rule.pk).enabled is False
+
+    # Fired elsewhere (the evaluator in a web process): the card shows it with its numbers, without a reload.
+    def fire() -> None:
+        alert = Alert.objects.create(
+            rule=rule,
+            rule_name=rule.name,
+            endpoint=endpoint,
+            release=1,
+            version=1,
+            role="primary",
+            metric="error_rate",
+            value=0.62,
+            threshold=0.5,
+            window_seconds=60,
+            requests=120,
+        )
+        team_event_publish(team="alpha", kind="alert", data=alert_data(alert, endpoint.name))
+
+    elsewhere(fire)
+    fired = card.get_by_test_id("fired-alerts")
+    expect(fired).to_contain_text("error_rate 0.62 > 0.5 over 60 s", timeout=10_000)
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    card.locator("tr[data-rule='too many errors'] [data-action=delete]").click()
+    expect(card).to_contain_text("Rule “too many errors” deleted")
+    expect(card.get_by_test_id("fired-alerts")).to_contain_text("too many errors")  # the alert stays, as history
+    assert not AlertRule.objects.filter(endpoint=endpoint).exists()
+    actions = set(AuditEvent.objects.filter(action__startswith="alert_rule.").values_list("action", flat=True))
+    assert actions == {"alert_rule.create", "alert_rule.disable", "alert_rule.delete"}
+    assert page.evaluate("window.__noReload") is True
+    screenshots(page, tmp_path, f"endpoint-alerts-{events}")
