@@ -10,4 +10,5 @@ urlpatterns = [
     path("teams/<str:team>/tokens/", views.token_list, name="team-tokens"),
     path("teams/<str:team>/tokens/<int:token_id>/revoke/", views.token_revoke, name="team-token-revoke"),
     path("teams/<str:team>/audit/", views.audit_log, name="team-audit"),
+    path("teams/<str:team>/settings/", views.team_settings, name="team-settings"),
 ]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -14,12 +15,26 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from common.errors import ApplicationError, NotFoundError, PermissionDeniedError
-from teams.choices import Action
+from teams.choices import Action, Role
 from teams.context_processors import CURRENT_TEAM_SESSION_KEY
 from teams.forms import ThrottledAuthenticationForm, TokenCreateForm
 from teams.permissions import Actor, actor_can, actor_role
-from teams.selectors import api_token_get, api_token_list, audit_event_list, team_get_for_actor, team_list_with_roles
-from teams.services import api_token_create, api_token_revoke
+from teams.selectors import (
+    api_token_get,
+    api_token_list,
+    audit_event_list,
+    membership_list,
+    team_get_for_actor,
+    team_list_with_roles,
+)
+from teams.services import (
+    AUTO_CONVERT_TARGETS,
+    api_token_create,
+    api_token_revoke,
+    membership_remove,
+    membership_set,
+    team_settings_update,
+)
 
 View = Callable[..., HttpResponse]
 
@@ -141,3 +156,57 @@ def audit_log(request: HttpRequest, team: str) -> HttpResponse:
     obj = team_get_for_actor(actor=actor, slug=team)
     events = audit_event_list(actor=actor, team=obj)[:200]
     return render(request, "teams/audit.html", {"team": obj, "events": events})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@domain_errors_as_http
+def team_settings(request: HttpRequest, team: str) -> HttpResponse:
+    """Members and roles, and the team's settings: everyone in the team reads them, admins change them (each change
+    audited by the service it goes through). A POST names its operation: member, remove or settings."""
+    actor = Actor(user=request.user)
+    obj = team_get_for_actor(actor=actor, slug=team)
+    request.session[CURRENT_TEAM_SESSION_KEY] = obj.slug
+    done = error = ""
+    if request.method == "POST":
+        operation = request.POST.get("operation", "")
+        try:
+            done = _settings_change(actor, obj, operation, request.POST)
+        except PermissionDeniedError:
+            raise
+        except ApplicationError as exc:
+            error = exc.message
+        obj.refresh_from_db()
+    context = {
+        "team": obj,
+        "members": membership_list(actor=actor, team=obj),
+        "roles": Role.choices,
+        "targets": AUTO_CONVERT_TARGETS,
+        "is_admin": actor_can(actor=actor, team=obj, action=Action.MANAGE),
+        "done": done,
+        "error": error,
+    }
+    template = "teams/_settings_panel.html" if request.headers.get("HX-Request") else "teams/settings.html"
+    return render(request, template, context, status=400 if error else 200)
+
+
+def _settings_change(actor: Actor, team: Any, operation: str, form: Any) -> str:
+    """Apply one change from the settings page; what to tell the user once it is done."""
+    if operation == "settings":
+        targets = [target for target in AUTO_CONVERT_TARGETS if form.get(f"convert_{target}") == "on"]
+        team_settings_update(
+            actor=actor, team=team, trusted_pickle=form.get("trusted_pickle") == "on", auto_convert_targets=targets
+        )
+        return "Settings saved."
+    username = form.get("username", "").strip()
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise NotFoundError(f"No user named '{username}': they need an account first (an admin of the site makes it).")
+    if operation == "member":
+        role = form.get("role", "")
+        membership_set(actor=actor, team=team, user=user, role=role)
+        return f"{username} is a {role} of {team.slug} now."
+    if operation == "remove":
+        membership_remove(actor=actor, team=team, user=user)
+        return f"{username} left {team.slug}; their tokens for it are revoked."
+    raise ApplicationError("invalid", f"Unknown operation '{operation}'.")
