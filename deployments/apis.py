@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,7 +13,7 @@ from common.idempotency import idempotent
 from common.openapi import error_responses
 from deployments.models import Endpoint, Release
 from deployments.selectors import endpoint_get, endpoint_list, release_current, release_list
-from deployments.services import endpoint_create, endpoint_update, release_promote, release_rollback
+from deployments.services import endpoint_create, endpoint_delete, endpoint_update, release_promote, release_rollback
 from registry.models import ModelVersion, RegisteredModel
 from registry.selectors import registered_model_get
 from teams.models import slug_validator
@@ -126,6 +126,17 @@ class EndpointDetailApi(APIView):
         return Response(
             EndpointOutputSerializer(endpoint_update(actor=actor, endpoint=endpoint, **data.validated_data)).data
         )
+
+    @extend_schema(
+        parameters=[OpenApiParameter("confirm", str, description="the endpoint's name, to confirm the deletion")],
+        responses={204: None, **error_responses(409)},
+    )
+    def delete(self, request: Request, name: str) -> Response:
+        """Delete the endpoint (it stops serving at once; its versions stay); `?confirm=NAME` must repeat its name."""
+        actor = Actor.from_request(request)
+        endpoint = endpoint_get(actor=actor, name=name)
+        endpoint_delete(actor=actor, endpoint=endpoint, confirm=request.query_params.get("confirm", ""))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ReleaseListApi(APIView):

@@ -281,6 +281,37 @@ def endpoint_update(*, actor: Actor, endpoint: Endpoint, **changes: Any) -> Endp
     return locked
 
 
+def endpoint_delete(*, actor: Actor, endpoint: Endpoint, confirm: str) -> None:
+    """Delete an endpoint: every web and gRPC process stops serving it within a second (its name answers 404), and
+    its releases, alert rules, alerts and metric history go with it; the model's versions stay. Refused unless
+    `confirm` repeats the endpoint's name (a deletion cannot be undone); audited with what it served."""
+    _require_change(actor, endpoint)
+    if confirm != endpoint.name:
+        raise ApplicationError(
+            "confirmation_required",
+            f"Deleting '{endpoint.name}' stops serving it at once: its callers get 404 from then on. To delete it, "
+            f"confirm with its name ('{endpoint.name}').",
+            {"confirm": endpoint.name},
+            status=409,
+        )
+    with transaction.atomic():
+        locked = Endpoint.objects.select_for_update().select_related("team", "model").get(pk=endpoint.pk)
+        current = locked.releases.order_by("-number").select_related("primary", "canary", "shadow").first()
+        data = {
+            "endpoint": locked.name,
+            "model": locked.model.name,
+            "releases": locked.releases.count(),
+            "primary": current.primary.number if current else None,
+            "canary": current.canary.number if current and current.canary else None,
+        }
+        team = locked.team
+        locked.delete()
+        audit_record(team=team, actor=actor, action="endpoint.delete", data=data)
+        release_stamp_bump()
+    event = {**data, "action": "delete"}
+    transaction.on_commit(lambda: _announce(team.slug, event))
+
+
 def _signature_changes(current: Release, candidates: list[tuple[ModelVersion, str]]) -> list[dict[str, Any]]:
     """Each way the candidates (version, role) differ from the live primary's signature, naming the candidate."""
     return [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -20,7 +21,7 @@ from deployments.selectors import (
     release_rollback_plan,
     version_signature_differences,
 )
-from deployments.services import endpoint_create, endpoint_update, release_promote, release_rollback
+from deployments.services import endpoint_create, endpoint_delete, endpoint_update, release_promote, release_rollback
 from registry.benchmark import SERVED_FORMATS
 from registry.choices import VersionStatus
 from registry.models import ModelVersion
@@ -286,3 +287,22 @@ def _settings_changes(endpoint: Endpoint, form: Any, *, may_protect: bool) -> di
             problem = {field: [f"'{raw}' is not a number."]}
             raise ApplicationError("invalid", "Invalid endpoint settings.", problem) from None
     return {key: value for key, value in wanted.items() if getattr(endpoint, key) != value}
+
+
+@require_POST
+@login_required
+@domain_errors_as_http
+def endpoint_delete_page(request: HttpRequest, name: str) -> HttpResponse:
+    """Delete the endpoint once its name is typed again; then the team's endpoint list says it is gone."""
+    actor = Actor(user=request.user)
+    endpoint = endpoint_get(actor=actor, name=name)
+    team = endpoint.team.slug
+    try:
+        endpoint_delete(actor=actor, endpoint=endpoint, confirm=request.POST.get("confirm", "").strip())
+    except PermissionDeniedError:
+        raise
+    except ApplicationError as exc:
+        context = {**_endpoint_context(actor, endpoint, exc.message), "refused": None}
+        return render(request, "deployments/endpoint_page.html", context, status=exc.status_code)
+    messages.success(request, f"Endpoint {name} is deleted: it no longer serves. Its model's versions stay.")
+    return redirect("endpoint-list", team=team)

@@ -353,6 +353,10 @@ class Client:
             Release, self._json("POST", f"/api/v1/endpoints/{_segment(name)}/rollback", json={"reason": reason})
         )
 
+    def delete_endpoint(self, name: str, *, confirm: str) -> None:
+        """Delete an endpoint (it stops serving at once; the model's versions stay); `confirm` repeats its name."""
+        self._request("DELETE", f"/api/v1/endpoints/{_segment(name)}", params={"confirm": confirm})
+
     # -- inference (Open Inference Protocol) -------------------------------------------------------------------
 
     def _v2_path(self, endpoint: str, version: int | None) -> str:

@@ -30,6 +30,13 @@ def register(add: CommandAdd) -> None:
     rollback.add_argument("--reason", default="", help="recorded on the release")
     json_flag(rollback)
 
+    delete = add("delete", delete_run, "delete an endpoint: it stops serving at once (its model's versions stay)")
+    delete.add_argument("endpoint", metavar="ENDPOINT")
+    delete.add_argument(
+        "--confirm", default="", metavar="ENDPOINT", help="the endpoint's name again (without it: exit 5, nothing done)"
+    )
+    json_flag(delete)
+
 
 def promote_run(ctx: Context) -> Result:
     args = ctx.args
@@ -47,6 +54,15 @@ def promote_run(ctx: Context) -> Result:
 def rollback_run(ctx: Context) -> Result:
     release = ctx.client.rollback(ctx.args.endpoint, reason=ctx.args.reason)
     return _release_result(ctx.args.endpoint, release)
+
+
+def delete_run(ctx: Context) -> Result:
+    ctx.client.delete_endpoint(ctx.args.endpoint, confirm=ctx.args.confirm)
+
+    def render(console: Console) -> None:
+        console.print(f"Deleted [bold]{ctx.args.endpoint}[/]: it no longer serves; its model's versions stay.")
+
+    return Result({"endpoint": ctx.args.endpoint, "deleted": True}, render)
 
 
 def _release_result(endpoint: str, release: Release) -> Result:

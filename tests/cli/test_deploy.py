@@ -140,3 +140,19 @@ def test_deploy_refuses_what_the_server_refuses(cli: Cli, tmp_path, make_member,
     bad = cli("predict", "iris-prod", "--json", "-", stdin=json.dumps({"x": [[1, 2, 3]]}))
     assert bad.code == 5, bad.stderr
     assert "input 'x' has shape [1, 3]" in bad.stderr
+
+
+def test_delete_needs_the_name_again(cli: Cli, tmp_path) -> None:
+    from deployments.models import Endpoint
+
+    model = onnx_file(tmp_path / "m.onnx", seed=3)
+    assert cli("push", model, "--model", "alpha/gone").code == 0
+    assert cli("deploy", "gone", "--model", "alpha/gone", "--version", "1").code == 0
+    refused = cli("delete", "gone", "--json")
+    assert refused.code == 5, refused.stderr
+    assert refused.json["error"]["code"] == "confirmation_required"
+    assert Endpoint.objects.filter(name="gone").exists()
+    deleted = cli("delete", "gone", "--confirm", "gone", "--json")
+    assert deleted.code == 0, deleted.stderr
+    assert deleted.json == {"endpoint": "gone", "deleted": True}
+    assert not Endpoint.objects.filter(name="gone").exists()

@@ -206,3 +206,33 @@ def test_concurrent_promotes_serialize(make_member, tmp_path) -> None:
         numbers = list(pool.map(promote, range(12)))
     assert sorted(numbers) == list(range(2, 14))
     assert sorted(Release.objects.filter(endpoint=endpoint).values_list("number", flat=True)) == list(range(1, 14))
+
+
+def test_deleting_an_endpoint_needs_its_name_again_and_is_audited(setup, make_member, team_b) -> None:
+    dev, _, model = setup
+    client = dev.token_client()
+
+    def create(version: int) -> int:
+        body = {"name": "iris", "model": "alpha/iris", "version": version}
+        return client.post("/api/v1/endpoints", body, format="json").status_code
+
+    assert create(1) == 201
+    refused = client.delete("/api/v1/endpoints/iris")
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "confirmation_required"
+    assert "its callers get 404 from then on" in refused.json()["error"]["message"]
+    assert client.delete("/api/v1/endpoints/iris?confirm=iri").status_code == 409
+    viewer = make_member(team=dev.team, role=Role.VIEWER).token_client()
+    assert viewer.delete("/api/v1/endpoints/iris?confirm=iris").status_code == 403
+    outsider = make_member(team=team_b, role=Role.ADMIN).token_client()
+    assert outsider.delete("/api/v1/endpoints/iris?confirm=iris").status_code == 404
+    assert Endpoint.objects.filter(name="iris").exists()
+
+    assert client.delete("/api/v1/endpoints/iris?confirm=iris").status_code == 204
+    assert not Endpoint.objects.filter(name="iris").exists() and not Release.objects.exists()
+    assert ModelVersion.objects.filter(model=model).count() == 3  # the versions stay
+    event = AuditEvent.objects.get(action="endpoint.delete")
+    assert event.data == {"endpoint": "iris", "model": "iris", "releases": 1, "primary": 1, "canary": None}
+    assert client.get("/api/v1/endpoints/iris").status_code == 404
+    # The name is free again.
+    assert create(2) == 201

@@ -124,3 +124,17 @@ def test_settings_from_the_page_are_checked_audited_and_limited_by_role(
     outsider = Client()
     outsider.force_login(make_member(team=team_b, role=Role.ADMIN).user)
     assert outsider.post("/endpoints/iris/settings/", settings).status_code == 404
+
+
+def test_deleting_from_the_page_asks_for_the_name(dev_client) -> None:
+    from deployments.models import Endpoint
+
+    dev_client.post("/teams/alpha/models/iris/versions/1/deploy/", {"name": "iris"})
+    assert 'data-testid="delete-endpoint"' in dev_client.get("/endpoints/iris/").content.decode()
+    wrong = dev_client.post("/endpoints/iris/delete/", {"confirm": "iris-x"})
+    assert wrong.status_code == 409 and "confirm with its name" in wrong.content.decode()
+    assert Endpoint.objects.filter(name="iris").exists()
+    gone = dev_client.post("/endpoints/iris/delete/", {"confirm": "iris"}, follow=True)
+    assert gone.redirect_chain[-1][0] == "/teams/alpha/endpoints/"
+    assert "Endpoint iris is deleted" in gone.content.decode()
+    assert not Endpoint.objects.filter(name="iris").exists()

@@ -233,3 +233,14 @@ async def test_shadow_copies_beyond_the_pending_limit_are_dropped_and_said(caplo
     assert warnings[0].startswith(f"shadow copies of iris are dropped: {MAX_PENDING} copies are already waiting")
     await asyncio.sleep(0.05)
     recorder.swap()  # the copies' numbers reached the process's recorder: leave it empty for the next test
+
+
+def test_a_deleted_endpoint_stops_serving(deployed: Deployed, releaser) -> None:
+    from deployments.services import endpoint_delete
+
+    router = router_get()
+    router.start()
+    wait_for(lambda: "iris" in router.state.routes)
+    endpoint_delete(actor=releaser, endpoint=deployed.private, confirm="iris")
+    wait_for(lambda: "iris" not in router.state.routes)
+    assert "iris-public" in router.state.routes  # the model's other endpoint serves on
