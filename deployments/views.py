@@ -96,6 +96,38 @@ def _difference_rows(differences: list[dict[str, Any]]) -> list[dict[str, str]]:
     ]
 
 
+def release_changes(releases: list[Any]) -> list[tuple[Any, str]]:
+    """Each release (newest first, as listed) with what it changed from the one before it, in words."""
+    described = []
+    for index, release in enumerate(releases):
+        before = releases[index + 1] if index + 1 < len(releases) else None
+        described.append((release, _release_change(before, release)))
+    return described
+
+
+def _release_change(before: Any, after: Any) -> str:
+    def number(version: Any) -> int | None:
+        return version.number if version is not None else None
+
+    if before is None:
+        return f"serves v{after.primary.number}"
+    parts = []
+    if after.primary_id != before.primary_id:
+        parts.append(f"v{after.primary.number} replaces v{before.primary.number}")
+    old_canary, new_canary = number(before.canary), number(after.canary)
+    if new_canary != old_canary:
+        if new_canary is None:
+            parts.append(f"canary v{old_canary} removed")
+        else:
+            parts.append(f"canary v{new_canary} takes {after.canary_percent} %")
+    elif new_canary is not None and after.canary_percent != before.canary_percent:
+        parts.append(f"canary v{new_canary}: {before.canary_percent} % → {after.canary_percent} %")
+    old_shadow, new_shadow = number(before.shadow), number(after.shadow)
+    if new_shadow != old_shadow:
+        parts.append(f"shadow v{old_shadow} removed" if new_shadow is None else f"shadow v{new_shadow} gets copies")
+    return "; ".join(parts) or "no change in what serves"
+
+
 def _change_action(endpoint: Endpoint) -> str:
     return Action.CHANGE_PROTECTED if endpoint.protected else Action.DEVELOP
 
@@ -125,6 +157,7 @@ def _endpoint_context(actor: Actor, endpoint: Endpoint, error: str = "") -> dict
         "current": current,
         "rollback": release_rollback_plan(endpoint=endpoint, current=current),
         "releases": releases,
+        "history": release_changes(releases),
         "choices": choices,
         "can_change": actor_can(actor=actor, team=endpoint.team, action=action),
         "can_protect": actor_can(actor=actor, team=endpoint.team, action=Action.CHANGE_PROTECTED),

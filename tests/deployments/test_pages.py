@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -57,6 +59,10 @@ def test_deploy_then_promote_canary_and_rollback_from_the_pages(dev_client) -> N
     assert (live.number, live.action, live.primary.number, live.canary) == (4, "rollback", 2, None)
     listing = dev_client.get("/teams/alpha/endpoints/").content.decode()
     assert "iris-staging" in listing and "#4" in listing
+    # The history says what each release changed, newest first.
+    history = dev_client.get("/endpoints/iris-staging/?fragment=history", HTTP_HX_REQUEST="true").content.decode()
+    changes = re.findall(r'<td data-testid="release-change">([^<]*)</td>', history)
+    assert changes == ["canary v3 removed", "canary v3 takes 20 %", "v2 replaces v1", "serves v1"]
 
 
 def test_errors_are_shown_and_change_nothing(dev_client) -> None:
