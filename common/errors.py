@@ -25,6 +25,14 @@ class ApplicationError(Exception):
         if status is not None:
             self.status_code = status
 
+    def text(self) -> str:
+        """The message with each field's problems after it, for a page to show ("Invalid x. name: Required.")."""
+        problems = "; ".join(
+            f"{field}: {' '.join(map(str, messages)) if isinstance(messages, list) else messages}"
+            for field, messages in self.detail.items()
+        )
+        return f"{self.message} {problems}".strip()
+
 
 class NotFoundError(ApplicationError):
     """Raise when an object does not exist or the actor may not know that it does."""

@@ -287,8 +287,7 @@ def endpoint_settings(request: HttpRequest, name: str) -> HttpResponse:
     except PermissionDeniedError:
         raise
     except ApplicationError as exc:
-        problems = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.detail.items())
-        error = f"{exc.message} {problems}".strip()
+        error = exc.text()
     if not request.headers.get("HX-Request"):
         return redirect("endpoint-page", name=endpoint.name)
     context = {**_endpoint_context(actor, endpoint, error), "saved": saved, "oob": True}

@@ -65,11 +65,6 @@ def _number(form: Any, field: str, kind: type, default: Any) -> Any:
         raise ApplicationError("invalid", "Invalid alert rule.", {field: [f"'{raw}' is not a number."]}) from None
 
 
-def _refusal(exc: ApplicationError) -> str:
-    problems = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.detail.items())
-    return f"{exc.message} {problems}".strip()
-
-
 @require_POST
 @login_required
 @domain_errors_as_http
@@ -92,7 +87,7 @@ def alert_rule_add(request: HttpRequest, name: str) -> HttpResponse:
     except PermissionDeniedError:
         raise
     except ApplicationError as exc:
-        return _card(request, actor, endpoint, error=_refusal(exc))
+        return _card(request, actor, endpoint, error=exc.text())
     return _card(request, actor, endpoint, done=f"Rule “{rule.name}” added.")
 
 
