@@ -61,9 +61,10 @@ from django.test import Client
 django.setup()
 client = Client()
 https = {"HTTP_X_FORWARDED_PROTO": "https"}
-# A page that needs neither the database nor collected static files (the manifest storage has none here).
-login = client.get("/no-such-page/", **https)
-plain = client.get("/no-such-page/")
+# An answer that needs neither the database nor collected static files (the manifest storage has none here): the
+# API's JSON 404.
+login = client.get("/api/v1/no-such-path/", **https)
+plain = client.get("/api/v1/no-such-path/")
 metrics = client.get("/metrics", **https)
 print(json.dumps({
     "hsts": login.headers.get("Strict-Transport-Security"),
