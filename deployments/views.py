@@ -203,6 +203,10 @@ def endpoint_page(request: HttpRequest, name: str) -> HttpResponse:
                 )
             else:
                 raise ApplicationError("invalid", "Unknown operation.")
+            if request.headers.get("HX-Request"):
+                # In place (static/js/release_confirm.js): the release, change and history cards refresh themselves
+                # on this event, and the live charts keep running.
+                return HttpResponse(status=204, headers={"HX-Trigger": "release-changed"})
             return redirect("endpoint-page", name=endpoint.name)
         except PermissionDeniedError:
             raise
@@ -219,6 +223,8 @@ def endpoint_page(request: HttpRequest, name: str) -> HttpResponse:
                 }
     context = {**_endpoint_context(actor, endpoint, error), "refused": refused}
     status = 200 if not error else 409 if refused else 400
+    if request.method == "POST" and request.headers.get("HX-Request"):
+        return render(request, "deployments/_release_refusal.html", context, status=status)
     fragment = ENDPOINT_FRAGMENTS.get(request.GET.get("fragment", "")) if request.headers.get("HX-Request") else None
     return render(request, fragment or "deployments/endpoint_page.html", context, status=status)
 

@@ -29,8 +29,27 @@
       form.appendChild(field);
     }
     field.value = allow ? "on" : "";
-    form.submit(); // no submit event: this handler does not run again
+    send(form);
   }
+
+  // In place when htmx is there: a release answers 204 and the page's release cards refresh themselves (the live
+  // charts go on); a refusal comes back into #release-refusal. Without htmx, the form posts and the page reloads.
+  function send(form) {
+    if (!window.htmx) {
+      form.submit(); // no submit event: this handler does not run again
+      return;
+    }
+    window.htmx.ajax("POST", form.getAttribute("action") || window.location.pathname, {
+      values: Object.fromEntries(new FormData(form)),
+      target: "#release-refusal",
+      swap: "innerHTML",
+    });
+  }
+
+  document.body.addEventListener("release-changed", () => {
+    const refusal = document.getElementById("release-refusal");
+    if (refusal) refusal.replaceChildren();
+  });
 
   function askAboutSignature(form, differences) {
     const dialog = dialogOf();
@@ -60,7 +79,8 @@
     } else if (form.matches("form[data-confirm]")) {
       // Forms that only ask yes or no (rollback): here, not in an onsubmit attribute, which the
       // Content-Security-Policy would block.
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      event.preventDefault();
+      if (window.confirm(form.dataset.confirm)) send(form);
     }
   });
 })();

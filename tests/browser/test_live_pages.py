@@ -286,3 +286,30 @@ def test_alert_rules_are_managed_and_fired_alerts_appear_on_the_endpoint_page(
     assert actions == {"alert_rule.create", "alert_rule.disable", "alert_rule.delete"}
     assert page.evaluate("window.__noReload") is True
     screenshots(page, tmp_path, f"endpoint-alerts-{events}")
+
+
+def test_promote_and_roll_back_from_the_page_keep_the_charts(
+    browser: Browser, site: str, make_member, team_a, tmp_path: Path, monkeypatch, events: str
+) -> None:
+    iris_endpoint(make_member, team_a, tmp_path, monkeypatch, Role.DEVELOPER)
+    page = log_in(browser, site, "watcher", "/endpoints/iris/")
+    page.evaluate("window.modeldeckCharts.marked = true")
+    questions: list[str] = []
+
+    def accept(dialog) -> None:
+        questions.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    current = page.get_by_test_id("current-release")
+    page.locator("button[data-action=promote-2]").click()
+    expect(current).to_contain_text("release #2", timeout=10_000)
+    expect(current).to_contain_text("Primary v2")
+    page.locator("button[data-action=rollback]").click()
+    expect(current).to_contain_text("release #3", timeout=10_000)
+    expect(current).to_contain_text("Primary v1")
+    expect(page.get_by_test_id("release-history").locator("tbody tr")).to_have_count(3)
+    assert questions[0].startswith("Promote v2 on iris? It replaces v1 for all traffic")
+    assert questions[1].startswith("Roll back iris from release #2 (v2) to v1?")
+    assert page.evaluate("window.__noReload") is True
+    assert page.evaluate("window.modeldeckCharts.marked") is True

@@ -144,3 +144,16 @@ def test_deleting_from_the_page_asks_for_the_name(dev_client) -> None:
     assert gone.redirect_chain[-1][0] == "/teams/alpha/endpoints/"
     assert "Endpoint iris is deleted" in gone.content.decode()
     assert not Endpoint.objects.filter(name="iris").exists()
+
+
+def test_a_release_from_the_page_in_place_answers_204_or_the_refusal(dev_client) -> None:
+    dev_client.post("/teams/alpha/models/iris/versions/1/deploy/", {"name": "iris"})
+    done = dev_client.post("/endpoints/iris/", {"operation": "promote", "version": "2"}, HTTP_HX_REQUEST="true")
+    assert done.status_code == 204 and done["HX-Trigger"] == "release-changed"
+    assert Release.objects.filter(endpoint__name="iris").count() == 2
+    bad = dev_client.post(
+        "/endpoints/iris/", {"operation": "canary", "version": "3", "canary_percent": "100"}, HTTP_HX_REQUEST="true"
+    )
+    assert bad.status_code == 400
+    assert "1 to 99 percent" in bad.content.decode() and "<h1>" not in bad.content.decode()
+    assert Release.objects.filter(endpoint__name="iris").count() == 2
