@@ -17,6 +17,12 @@ from teams.choices import Action
 from teams.permissions import Actor, actor_can
 from teams.selectors import team_list_for_actor
 
+
+def endpoint_change_action(endpoint: Endpoint) -> str:
+    """What changing an endpoint needs (releases, settings, alert rules, deletion): an admin for a protected one."""
+    return Action.CHANGE_PROTECTED if endpoint.protected else Action.DEVELOP
+
+
 # Bumped on commit by every change a serving process must learn of (see services.release_stamp_bump).
 RELEASE_STAMP_KEY = "deployments:release-stamp"
 

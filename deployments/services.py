@@ -18,7 +18,12 @@ from common.events import team_event_publish
 from deployments.choices import ReleaseAction
 from deployments.compatibility import difference_text
 from deployments.models import Endpoint, Release
-from deployments.selectors import RELEASE_STAMP_KEY, release_rollback_plan, version_signature_differences
+from deployments.selectors import (
+    RELEASE_STAMP_KEY,
+    endpoint_change_action,
+    release_rollback_plan,
+    version_signature_differences,
+)
 from deployments.signals import releases_changed
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
@@ -111,8 +116,7 @@ def version_check_deployable(*, version: ModelVersion, model: RegisteredModel) -
 
 
 def _require_change(actor: Actor, endpoint: Endpoint) -> None:
-    action = Action.CHANGE_PROTECTED if endpoint.protected else Action.DEVELOP
-    actor_require(actor=actor, team=endpoint.team, action=action)
+    actor_require(actor=actor, team=endpoint.team, action=endpoint_change_action(endpoint))
 
 
 def endpoint_create(

@@ -14,6 +14,7 @@ from common.errors import ApplicationError, NotFoundError, PermissionDeniedError
 from deployments.compatibility import tensor_text
 from deployments.models import Endpoint
 from deployments.selectors import (
+    endpoint_change_action,
     endpoint_get,
     endpoint_list,
     release_current,
@@ -128,14 +129,10 @@ def _release_change(before: Any, after: Any) -> str:
     return "; ".join(parts) or "no change in what serves"
 
 
-def _change_action(endpoint: Endpoint) -> str:
-    return Action.CHANGE_PROTECTED if endpoint.protected else Action.DEVELOP
-
-
 def _endpoint_context(actor: Actor, endpoint: Endpoint, error: str = "") -> dict[str, object]:
     current = release_current(endpoint=endpoint)
     releases = list(release_list(endpoint=endpoint)[:50])
-    action = _change_action(endpoint)
+    action = endpoint_change_action(endpoint)
     ready = endpoint.model.versions.filter(status=VersionStatus.READY, format__in=SERVED_FORMATS)
     # Each version that could be released, with how its signature differs from the primary's (shown before the
     # confirm step, not after a refusal).
@@ -276,7 +273,7 @@ def endpoint_settings(request: HttpRequest, name: str) -> HttpResponse:
     actor = Actor(user=request.user)
     endpoint = endpoint_get(actor=actor, name=name)
     # Who may change it at all, even when the form changes nothing (endpoint_update checks each change again).
-    if not actor_can(actor=actor, team=endpoint.team, action=_change_action(endpoint)):
+    if not actor_can(actor=actor, team=endpoint.team, action=endpoint_change_action(endpoint)):
         raise PermissionDeniedError(f"Changing {endpoint.name} needs a higher role in {endpoint.team.slug}.")
     error = saved = ""
     try:

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from common.errors import ApplicationError, PermissionDeniedError
 from deployments.models import Endpoint
-from deployments.selectors import endpoint_get
+from deployments.selectors import endpoint_change_action, endpoint_get
 from monitoring.alerts.firing import alert_list
 from monitoring.alerts.rules import (
     alert_rule_create,
@@ -25,7 +25,6 @@ from monitoring.alerts.rules import (
     alert_rule_list,
 )
 from monitoring.choices import AlertAction, AlertMetric
-from teams.choices import Action
 from teams.permissions import Actor, actor_can
 from teams.views import domain_errors_as_http
 
@@ -33,14 +32,13 @@ ALERTS_SHOWN = 10
 
 
 def _card(request: HttpRequest, actor: Actor, endpoint: Endpoint, error: str = "", done: str = "") -> HttpResponse:
-    action = Action.CHANGE_PROTECTED if endpoint.protected else Action.DEVELOP
     context = {
         "endpoint": endpoint,
         "rules": alert_rule_list(endpoint=endpoint),
         "alerts": alert_list(endpoint=endpoint)[:ALERTS_SHOWN],
         "metrics": AlertMetric.choices,
         "actions": AlertAction.choices,
-        "can_change": actor_can(actor=actor, team=endpoint.team, action=action),
+        "can_change": actor_can(actor=actor, team=endpoint.team, action=endpoint_change_action(endpoint)),
         "error": error,
         "done": done,
     }

@@ -11,9 +11,9 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from common.errors import ApplicationError, NotFoundError
 from deployments.models import Endpoint, Release
+from deployments.selectors import endpoint_change_action
 from monitoring.choices import AlertAction
 from monitoring.models import AlertRule
-from teams.choices import Action
 from teams.permissions import Actor, actor_require
 from teams.services import audit_record
 
@@ -36,8 +36,7 @@ def alert_rule_get(*, endpoint: Endpoint, pk: int) -> AlertRule:
 
 
 def _require_change(actor: Actor, endpoint: Endpoint) -> None:
-    action = Action.CHANGE_PROTECTED if endpoint.protected else Action.DEVELOP
-    actor_require(actor=actor, team=endpoint.team, action=action)
+    actor_require(actor=actor, team=endpoint.team, action=endpoint_change_action(endpoint))
 
 
 def _rule_data(rule: AlertRule) -> dict[str, Any]:
