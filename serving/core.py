@@ -132,6 +132,10 @@ async def endpoint_resolve(request: Request) -> Route:
         route = state.routes.get(name)
     if route is not None:
         if route.public or await caller_team_id(request.headers.get("authorization"), request) == route.team_id:
+            if names_missing(route, request) and await router.refresh_on_miss():
+                # A version or label just released (the caller may have set it a moment ago, through another
+                # process): the snapshot is re-read as for an unknown name, so a change is seen at once.
+                route = router.state.routes.get(name, route)
             return route
         # Answered exactly as a name that does not exist, 503 included: another team's names cannot be probed.
         if not await router.refresh_on_miss():
@@ -146,6 +150,15 @@ async def endpoint_resolve(request: Request) -> Route:
     if not settled:
         raise DatabaseUnavailable(f"cannot tell whether endpoint '{name}' exists now")
     raise ProtocolError(f"endpoint '{name}' not found", 404)
+
+
+def names_missing(route: Route, request: Request) -> bool:
+    """Whether the request names a version number or label that the route's snapshot does not hold."""
+    number = request.params.get("version")
+    if number is not None:
+        return number.isascii() and number.isdigit() and route.version(int(number)) is None
+    label = request.params.get("label")
+    return label is not None and route.label(label) is None
 
 
 async def caller_is_team(request: Request, team_id: int) -> bool:

@@ -491,6 +491,26 @@ async def test_tfserving_canary_label_without_a_canary(client: httpx.AsyncClient
     assert_error(response, 404, "label 'canary' of 'iris' is not assigned (labels: 'stable')")
 
 
+async def test_a_version_or_label_just_released_is_served_at_once(
+    client: httpx.AsyncClient, deployed: Deployed, builder: Member, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No follower thread: only the request path can notice the release (as in a process the change did not go through).
+    monkeypatch.setattr(router_get(), "start", lambda: None)
+    await refresh()
+    await sync_to_async(release_promote, thread_sensitive=True)(
+        actor=Actor(user=builder.user), endpoint=deployed.private, version=deployed.versions[2], canary_percent=5
+    )
+    for path in ("/v1/models/iris/labels/canary:predict", "/v1/models/iris/versions/2:predict"):
+        response = await client.post(path, json={"instances": ROWS}, headers=deployed.auth())
+        assert response.status_code == 200, (path, response.text)
+        assert response.headers["x-modeldeck-version"] == "2"
+    # A version that is not live is still refused, after the snapshot was found current.
+    response = await client.post(
+        "/v1/models/iris/versions/7:predict", json={"instances": ROWS}, headers=deployed.auth()
+    )
+    assert_error(response, 404, "version '7' of 'iris' is not deployed (live: 1, 2)")
+
+
 async def test_tfserving_canary_label_answers_from_the_canary(
     client: httpx.AsyncClient, deployed: Deployed, builder: Member
 ) -> None:
