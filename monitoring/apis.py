@@ -23,8 +23,13 @@ class _MetricSeriesSerializer(serializers.Serializer):
         fields={
             "t": serializers.DateTimeField(),
             "count": serializers.IntegerField(),
-            "errors": serializers.IntegerField(),
+            "errors": serializers.IntegerField(help_text="Requests answered 5xx."),
+            "client_errors": serializers.IntegerField(help_text="Requests answered 4xx (the caller's fault)."),
             "disagreements": serializers.IntegerField(),
+            "latency_buckets": serializers.ListField(
+                child=serializers.IntegerField(),
+                help_text="Requests per latency bucket: one per bound of `bounds_ms`, then one past the last.",
+            ),
             "p50_ms": serializers.FloatField(allow_null=True),
             "p95_ms": serializers.FloatField(allow_null=True),
             "p99_ms": serializers.FloatField(allow_null=True),
@@ -47,6 +52,7 @@ class MetricHistorySerializer(serializers.Serializer):
     endpoint = serializers.CharField()
     range = serializers.ChoiceField(choices=list(HISTORY_RANGES))
     bucket_seconds = serializers.IntegerField()
+    bounds_ms = serializers.ListField(child=serializers.FloatField(), help_text="Latency bucket upper bounds, in ms.")
     series = _MetricSeriesSerializer(many=True)
     releases = _MetricReleaseSerializer(many=True)
 

@@ -22,7 +22,15 @@ from django.db import close_old_connections
 from monitoring.alerts.evaluation import AlertEvaluator
 from monitoring.drift import DriftMonitor, drift_monitor
 from monitoring.publish import endpoint_metrics_publish
-from monitoring.recorder import ProtocolSeriesKey, Recorder, Series, SeriesKey, recorder, series_by_version
+from monitoring.recorder import (
+    LATENCY_BOUNDS_MS,
+    ProtocolSeriesKey,
+    Recorder,
+    Series,
+    SeriesKey,
+    recorder,
+    series_by_version,
+)
 from monitoring.services import drift_windows_save, metric_minutes_save
 
 logger = logging.getLogger(__name__)
@@ -38,18 +46,24 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def window_payload(endpoint: str, second: int, process: str, series: dict[SeriesKey, Series]) -> dict[str, Any]:
-    """The live message for one endpoint's second (what /ws/endpoints/{name}/ sends)."""
+    """The live message for one endpoint's second (what /ws/endpoints/{name}/ sends).
+
+    Each web process sends its own message for the same second: counts and latency buckets add up across them,
+    and the quantiles of several processes or seconds are estimated from the summed buckets (`bounds_ms`)."""
     return {
         "endpoint": endpoint,
         "second": second,
         "process": process,
+        "bounds_ms": list(LATENCY_BOUNDS_MS),
         "versions": [
             {
                 "version": version,
                 "role": role,
                 "count": s.count,
                 "errors": s.errors,
+                "client_errors": s.client_errors,
                 "disagreements": s.disagreements,
+                "latency_buckets": s.latency_buckets,
                 "p50_ms": _ms(s.quantile(0.5)),
                 "p95_ms": _ms(s.quantile(0.95)),
                 "p99_ms": _ms(s.quantile(0.99)),
@@ -112,7 +126,9 @@ class Flusher:
             now = time.time()
             await asyncio.sleep(1.0 - (now % 1.0))  # on whole seconds, so every process's seconds line up
             try:
-                await self.flush(time.time())
+                # The loop may wake a hair before the second: rounded, that second is not named twice (one window
+                # drawn twice as large, the next one missing).
+                await self.flush(float(round(time.time())))
             except Exception:  # monitoring must never stop: log and go on with the next second
                 logger.exception("monitoring flush failed")
 

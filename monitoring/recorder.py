@@ -10,8 +10,12 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-# Latency bucket upper bounds in seconds (Prometheus-style; the last bucket is +Inf).
+# Latency bucket upper bounds in seconds (Prometheus-style 1-2.5-5 steps; the last bucket is +Inf). They start at
+# 10 µs so that a model answering in hundredths of a millisecond still spreads over several buckets.
 LATENCY_BOUNDS: tuple[float, ...] = (
+    0.00001,
+    0.000025,
+    0.00005,
     0.0001,
     0.00025,
     0.0005,
@@ -29,6 +33,8 @@ LATENCY_BOUNDS: tuple[float, ...] = (
     5.0,
     10.0,
 )
+# The same bounds in ms, as the live messages and the history API send them with their buckets.
+LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(round(bound * 1000, 4) for bound in LATENCY_BOUNDS)
 # Rows per request.
 BATCH_BOUNDS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -42,7 +48,8 @@ class Series:
     """One endpoint version's requests within one window."""
 
     count: int = 0
-    errors: int = 0
+    errors: int = 0  # answered 5xx: the server's fault
+    client_errors: int = 0  # answered 4xx: the caller's request was refused
     # Shadow series only: answers that disagreed with the primary's for the same request.
     disagreements: int = 0
     latency_sum: float = 0.0
@@ -54,6 +61,7 @@ class Series:
     def merge(self, other: Series) -> None:
         self.count += other.count
         self.errors += other.errors
+        self.client_errors += other.client_errors
         self.disagreements += other.disagreements
         self.latency_sum += other.latency_sum
         self.rows += other.rows
@@ -65,16 +73,29 @@ class Series:
             self.batch_buckets[i] += n
 
     def quantile(self, q: float) -> float | None:
-        """The latency below which a share `q` of requests fell, in seconds (bucket upper bound; None if empty)."""
-        if not self.count:
-            return None
-        target = q * self.count
-        seen = 0
-        for i, n in enumerate(self.latency_buckets):
-            seen += n
-            if seen >= target:
-                return LATENCY_BOUNDS[i] if i < len(LATENCY_BOUNDS) else float("inf")
-        return float("inf")
+        """The latency below which a share `q` of requests fell, in seconds (None if empty)."""
+        return bucket_quantile(self.latency_buckets, q)
+
+
+def bucket_quantile(buckets: list[int], q: float) -> float | None:
+    """Estimate a latency quantile from bucket counts over LATENCY_BOUNDS, in seconds, as Prometheus does.
+
+    Within the bucket the quantile falls in, requests are taken as spread evenly between its bounds (the first
+    bucket starts at 0), so a p95 moves with the traffic instead of jumping from one bucket edge to the next. In
+    the +Inf bucket there is no upper bound to interpolate to: infinity (None if there are no requests)."""
+    count = sum(buckets)
+    if not count:
+        return None
+    target = q * count
+    seen = 0
+    for i, n in enumerate(buckets):
+        if n and seen + n >= target:
+            if i >= len(LATENCY_BOUNDS):
+                return float("inf")
+            lower = LATENCY_BOUNDS[i - 1] if i else 0.0
+            return lower + (LATENCY_BOUNDS[i] - lower) * (target - seen) / n
+        seen += n
+    return float("inf")
 
 
 class Recorder:
@@ -105,6 +126,8 @@ class Recorder:
         series.count += 1
         if status >= 500:
             series.errors += 1
+        elif status >= 400:
+            series.client_errors += 1
         if disagreed:
             series.disagreements += 1
         series.latency_sum += seconds

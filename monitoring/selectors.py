@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from deployments.models import Endpoint
 from monitoring.models import DriftWindow, MetricMinute, WorkerHeartbeat
-from monitoring.recorder import Series
+from monitoring.recorder import LATENCY_BOUNDS_MS, Series
 
 
 def worker_status() -> dict[str, Any]:
@@ -57,9 +57,10 @@ def _iso(moment: datetime) -> str:
 def metric_history(*, endpoint: Endpoint, range_name: str, now: datetime | None = None) -> dict[str, Any]:
     """Sum an endpoint's minute rows (every process's) into buckets per version and role, with the range's releases.
 
-    One query for the metric rows and one for the releases; percentiles come from the summed latency buckets (the
-    bucket's upper bound), so they are exact to the bucket however many processes wrote rows. Buckets without
-    traffic are left out.
+    One query for the metric rows and one for the releases; percentiles are estimated from the summed latency
+    buckets (within the bucket, as Prometheus does), however many processes wrote rows, and each point keeps its
+    buckets so a client can merge points itself. 4xx answers are counted apart from 5xx. Buckets without traffic
+    are left out.
     """
     window = HISTORY_RANGES[range_name]
     bucket = window.bucket_seconds
@@ -67,16 +68,27 @@ def metric_history(*, endpoint: Endpoint, range_name: str, now: datetime | None 
     # The newest bucket is the one still filling; the range holds exactly span / bucket buckets.
     start = datetime.fromtimestamp(now_epoch - now_epoch % bucket + bucket, tz=UTC) - window.span
     rows = MetricMinute.objects.filter(endpoint=endpoint, minute__gte=start).values_list(
-        "version", "role", "minute", "count", "errors", "disagreements", "latency_sum", "rows", "latency_buckets"
+        "version",
+        "role",
+        "minute",
+        "count",
+        "errors",
+        "disagreements",
+        "latency_sum",
+        "rows",
+        "latency_buckets",
+        "codes",
     )
     buckets: dict[tuple[int, str], dict[int, Series]] = {}
-    for version, role, minute, count, errors, disagreements, latency_sum, n_rows, latency_buckets in rows.iterator():
+    for row in rows.iterator():
+        version, role, minute, count, errors, disagreements, latency_sum, n_rows, latency_buckets, codes = row
         epoch = int(minute.timestamp())
         summed = buckets.setdefault((version, role), {}).setdefault(epoch - epoch % bucket, Series())
         summed.merge(
             Series(
                 count=count,
                 errors=errors,
+                client_errors=sum(n for code, n in codes.items() if 400 <= int(code) < 500),
                 disagreements=disagreements,
                 latency_sum=latency_sum,
                 rows=n_rows,
@@ -88,6 +100,7 @@ def metric_history(*, endpoint: Endpoint, range_name: str, now: datetime | None 
         "endpoint": endpoint.name,
         "range": range_name,
         "bucket_seconds": bucket,
+        "bounds_ms": list(LATENCY_BOUNDS_MS),
         "series": [
             {
                 "version": version,
@@ -97,7 +110,9 @@ def metric_history(*, endpoint: Endpoint, range_name: str, now: datetime | None 
                         "t": _iso(datetime.fromtimestamp(t, tz=UTC)),
                         "count": s.count,
                         "errors": s.errors,
+                        "client_errors": s.client_errors,
                         "disagreements": s.disagreements,
+                        "latency_buckets": s.latency_buckets,
                         "p50_ms": _ms(s.quantile(0.5)),
                         "p95_ms": _ms(s.quantile(0.95)),
                         "p99_ms": _ms(s.quantile(0.99)),

@@ -296,7 +296,8 @@ def test_metric_values() -> None:
     totals = (fast.count, 7, 3, *fast.latency_buckets)
     assert metric_value("error_rate", totals) == pytest.approx(0.07)
     assert metric_value("disagreement_rate", totals) == pytest.approx(0.03)
-    assert metric_value("p95_ms", totals) == 500.0  # the 0.5 s bucket's bound
+    # The 95th of 100 is the 5th of the 10 in (0.25, 0.5] s: halfway through that bucket.
+    assert metric_value("p95_ms", totals) == pytest.approx(375.0)
     beyond = served(10, seconds=60)
     assert metric_value("p95_ms", (10, 0, 0, *beyond.latency_buckets)) == 10_000.0
 
@@ -441,8 +442,8 @@ async def test_notify_rules_watch_every_live_version_and_shadows_only_notify(can
     alerts = await evaluator.evaluate(now)
     fired = sorted((a.rule_name, a.version, a.role, a.value, a.action_taken) for a in alerts)
     assert fired == [
-        ("slow", 2, "canary", 500.0, "notified"),
-        ("slow", 3, "shadow", 500.0, "notified"),
+        ("slow", 2, "canary", 487.5, "notified"),  # all in (250, 500] ms: 95 % of the way through it
+        ("slow", 3, "shadow", 487.5, "notified"),
         ("unlike", 3, "shadow", 0.3, "notified"),  # a rollback rule: the shadow answers no caller
     ]
     assert await sync_to_async(Release.objects.count)() == 3

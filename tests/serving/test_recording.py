@@ -50,10 +50,12 @@ def test_recorder_counts_codes_rows_and_latency_buckets() -> None:
     rec.record("iris", 1, "primary", 200, 0.0007, 1)
     rec.record("iris", 1, "primary", 503, 0.004, 1)
     rec.record("iris", 2, "canary", 200, 0.0001, 1)
+    rec.record("iris", 2, "canary", 422, 0.0001, 1)
     window = rec.swap()
     assert rec.swap() == {}
     primary = window[("iris", 1, "primary")]
-    assert (primary.count, primary.errors, primary.rows, primary.codes) == (3, 1, 4, {200: 2, 503: 1})
+    assert (primary.count, primary.errors, primary.client_errors, primary.rows) == (3, 1, 0, 4)
+    assert primary.codes == {200: 2, 503: 1}
     assert primary.latency_sum == pytest.approx(0.005)
     # 0.3 ms falls in the 0.5 ms bucket, 0.7 ms in the 1 ms one, 4 ms in the 5 ms one.
     expected = [0] * (len(LATENCY_BOUNDS) + 1)
@@ -61,8 +63,13 @@ def test_recorder_counts_codes_rows_and_latency_buckets() -> None:
     expected[LATENCY_BOUNDS.index(0.001)] = 1
     expected[LATENCY_BOUNDS.index(0.005)] = 1
     assert primary.latency_buckets == expected
-    assert (primary.quantile(0.5), primary.quantile(0.99)) == (0.001, 0.005)
-    assert window[("iris", 2, "canary")].latency_buckets[0] == 1  # exactly on a bound counts in that bucket
+    # Within its bucket: the median is the middle one of 3, alone in (0.5, 1] ms, so halfway: 0.75 ms; the p99 is
+    # 97 % of the way through the (2.5, 5] ms bucket: 4.925 ms.
+    assert primary.quantile(0.5) == pytest.approx(0.00075)
+    assert primary.quantile(0.99) == pytest.approx(0.004925)
+    canary = window[("iris", 2, "canary")]
+    assert (canary.count, canary.errors, canary.client_errors) == (2, 0, 1)  # a 4xx is the caller's, not an error
+    assert canary.latency_buckets[LATENCY_BOUNDS.index(0.0001)] == 2  # exactly on a bound counts in that bucket
 
 
 @pytest.fixture
@@ -132,16 +139,20 @@ async def test_flusher_publishes_each_second_and_stores_finished_minutes(deploye
         "endpoint": "iris",
         "second": minute + 10,
         "process": "test:1",
+        "bounds_ms": [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
         "versions": [
             {
                 "version": 1,
                 "role": "primary",
                 "count": 2,
                 "errors": 0,
+                "client_errors": 0,
                 "disagreements": 0,
-                "p50_ms": 0.5,
-                "p95_ms": 0.5,
-                "p99_ms": 0.5,
+                "latency_buckets": [0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                # Both in (0.25, 0.5] ms, taken as spread evenly over it.
+                "p50_ms": 0.375,
+                "p95_ms": 0.4875,
+                "p99_ms": 0.4975,
                 "mean_ms": 0.4,
                 "rows": 4,
                 "codes": {"200": 2},
@@ -200,8 +211,8 @@ def test_window_payload_reports_each_version_of_an_endpoint() -> None:
     rec.record("iris", 1, "primary", 200, 0.0002, 1)
     payload = window_payload("iris", 5, "p", rec.swap())
     assert [(v["version"], v["role"], v["p50_ms"]) for v in payload["versions"]] == [
-        (1, "primary", 0.25),
-        (2, "canary", 2.5),
+        (1, "primary", 0.175),  # halfway through (0.1, 0.25] ms
+        (2, "canary", 1.75),  # halfway through (1, 2.5] ms
     ]
 
 
