@@ -27,7 +27,7 @@ from deployments.selectors import (
 from deployments.signals import releases_changed
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
-from registry.selectors import version_not_servable_reason, version_parity_blocks
+from registry.selectors import version_archived_reason, version_not_servable_reason, version_parity_blocks
 from teams.choices import Action
 from teams.permissions import Actor, actor_require
 from teams.services import audit_record
@@ -94,11 +94,15 @@ def _stamp_retry() -> None:
 
 
 def version_check_deployable(*, version: ModelVersion, model: RegisteredModel) -> None:
-    """Refuse a version that is not this model's, not ready, not servable, or failed parity without an override."""
+    """Refuse a version that is not this model's, archived, not ready, not servable, or failed parity without an
+    override."""
     if version.model_id != model.pk:
         raise ApplicationError(
             "wrong_model", f"v{version.number} belongs to '{version.model.name}', not to '{model.name}'.", status=422
         )
+    archived = version_archived_reason(version)
+    if archived:
+        raise ApplicationError("archived", archived, {"version": version.number}, status=409)
     if version.status != VersionStatus.READY:
         raise ApplicationError(
             "version_not_ready", f"v{version.number} is {version.status}; only ready versions deploy.", status=409
@@ -113,6 +117,20 @@ def version_check_deployable(*, version: ModelVersion, model: RegisteredModel) -
             "an admin can accept it with a reason on the version's page first.",
             status=409,
         )
+
+
+def _versions_lock_unarchived(*versions: ModelVersion | None) -> None:
+    """Lock the rows of the versions a release is about to serve and refuse an archived one, inside the release's
+    transaction: an archive that committed first is seen here, and one that comes after waits for this lock, then
+    finds the version live and refuses (registry.services.archive)."""
+    for version in versions:
+        if version is None:
+            continue
+        # The version's row alone (model_archive locks the model, then these): archiving a model archives its versions.
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        archived = version_archived_reason(locked)
+        if archived:
+            raise ApplicationError("archived", archived, {"version": version.number}, status=409)
 
 
 def _require_change(actor: Actor, endpoint: Endpoint) -> None:
@@ -141,6 +159,7 @@ def endpoint_create(
         raise ApplicationError("invalid", "Invalid endpoint.", exc.message_dict) from exc
     try:
         with transaction.atomic():
+            _versions_lock_unarchived(version)
             endpoint.save()
             release = Release.objects.create(
                 endpoint=endpoint,
@@ -371,6 +390,7 @@ def release_promote(
     audit_extra: dict[str, Any] = {}
 
     def build(current: Release) -> dict[str, Any]:
+        _versions_lock_unarchived(version, shadow_version)
         shadow = shadow_version or (None if clear_shadow else current.shadow)
         if canary_percent is not None and version.pk == current.primary_id:
             raise ApplicationError("invalid", f"v{version.number} is already the primary; it cannot be its own canary.")

@@ -25,6 +25,8 @@ class Model(TypedDict):
     created_at: str
     version_count: int
     latest_version: int | None
+    archived_at: str | None
+    archived_by: str | None
 
 
 class Version(TypedDict):
@@ -50,6 +52,9 @@ class Version(TypedDict):
     sample_filename: str
     created_by: str | None
     created_at: str
+    archived_at: str | None
+    archived_by: str | None
+    artifacts_deleted_at: str | None
 
 
 class Job(TypedDict):

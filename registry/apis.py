@@ -22,6 +22,7 @@ from common.openapi import UploadField, error_responses
 from registry.formats.base import QUANTIZATIONS, TARGETS, Recipe
 from registry.models import Job, ModelVersion, RegisteredModel, model_name_validator
 from registry.selectors import (
+    ARCHIVED_CHOICES,
     job_get,
     job_list,
     model_version_get,
@@ -29,6 +30,7 @@ from registry.selectors import (
     registered_model_get,
     registered_model_list,
 )
+from registry.services.archive import model_archive, model_unarchive, version_archive, version_unarchive
 from registry.services.benchmarks import version_benchmark_request
 from registry.services.conversions import parity_override, version_convert_request
 from registry.services.jobs import job_cancel
@@ -48,6 +50,8 @@ class ModelOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     version_count = serializers.IntegerField(default=0)
     latest_version = serializers.IntegerField(default=None, allow_null=True)
+    archived_at = serializers.DateTimeField(allow_null=True, help_text="When it was archived; null while active.")
+    archived_by = serializers.CharField(source="archived_by.username", default=None, allow_null=True)
 
 
 class VersionOutputSerializer(serializers.Serializer):
@@ -73,6 +77,11 @@ class VersionOutputSerializer(serializers.Serializer):
     sample_filename = serializers.CharField()
     created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     created_at = serializers.DateTimeField()
+    archived_at = serializers.DateTimeField(allow_null=True, help_text="When it was archived; null while active.")
+    archived_by = serializers.CharField(source="archived_by.username", default=None, allow_null=True)
+    artifacts_deleted_at = serializers.DateTimeField(
+        allow_null=True, help_text="When its files were collected, MODELDECK_ARTIFACT_RETENTION_DAYS after archiving."
+    )
 
     def get_model(self, version: ModelVersion) -> str:
         return f"{version.model.team.slug}/{version.model.name}"
@@ -87,6 +96,24 @@ class VersionOutputSerializer(serializers.Serializer):
         }
 
 
+ARCHIVED_PARAMETER = OpenApiParameter(
+    "archived",
+    str,
+    enum=ARCHIVED_CHOICES,
+    description="`false` (the default) hides archived objects, `true` lists only them, `all` lists both.",
+)
+
+
+class ArchivedQuerySerializer(serializers.Serializer):
+    archived = serializers.ChoiceField(choices=ARCHIVED_CHOICES, default="false")
+
+
+def _archived_param(request: Request) -> str:
+    query = ArchivedQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return str(query.validated_data["archived"])
+
+
 class ModelListApi(APIView):
     class InputSerializer(serializers.Serializer):
         team = serializers.CharField()
@@ -94,13 +121,16 @@ class ModelListApi(APIView):
         description = serializers.CharField(required=False, allow_blank=True, default="")
 
     @extend_schema(
-        parameters=[OpenApiParameter("team", str), OpenApiParameter("search", str)],
+        parameters=[OpenApiParameter("team", str), OpenApiParameter("search", str), ARCHIVED_PARAMETER],
         responses=ModelOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
         actor = Actor.from_request(request)
         models = registered_model_list(
-            actor=actor, team_slug=request.query_params.get("team"), search=request.query_params.get("search", "")
+            actor=actor,
+            team_slug=request.query_params.get("team"),
+            search=request.query_params.get("search", ""),
+            archived=_archived_param(request),
         )
         return Response(ModelOutputSerializer(models, many=True).data)
 
@@ -121,8 +151,30 @@ class ModelDetailApi(APIView):
     def get(self, request: Request, team: str, model: str) -> Response:
         actor = Actor.from_request(request)
         obj = registered_model_get(actor=actor, team_slug=team, name=model)
-        with_counts = registered_model_list(actor=actor, team_slug=team).get(pk=obj.pk)
-        return Response(ModelOutputSerializer(with_counts).data)
+        return Response(ModelOutputSerializer(_with_counts(actor, obj)).data)
+
+
+def _with_counts(actor: Actor, model: RegisteredModel) -> RegisteredModel:
+    return registered_model_list(actor=actor, team_slug=model.team.slug, archived="all").get(pk=model.pk)
+
+
+class ModelArchiveApi(APIView):
+    @extend_schema(request=None, responses={200: ModelOutputSerializer, **error_responses(409)})
+    def post(self, request: Request, team: str, model: str) -> Response:
+        """Archive the model and its versions (hidden from lists, no new versions or deployments; undone by
+        unarchive); 409 `model_in_use` naming the endpoints while any serves one of its versions."""
+        actor = Actor.from_request(request)
+        obj = model_archive(actor=actor, model=registered_model_get(actor=actor, team_slug=team, name=model))
+        return Response(ModelOutputSerializer(_with_counts(actor, obj)).data)
+
+
+class ModelUnarchiveApi(APIView):
+    @extend_schema(request=None, responses={200: ModelOutputSerializer})
+    def post(self, request: Request, team: str, model: str) -> Response:
+        """Bring the model back, with the versions archived with it (not those whose files were collected)."""
+        actor = Actor.from_request(request)
+        obj = model_unarchive(actor=actor, model=registered_model_get(actor=actor, team_slug=team, name=model))
+        return Response(ModelOutputSerializer(_with_counts(actor, obj)).data)
 
 
 def _upload(file: UploadedFile) -> Upload:
@@ -139,10 +191,11 @@ class VersionListApi(APIView):
         description = serializers.CharField(required=False, allow_blank=True, default="")
         tags = serializers.CharField(required=False, allow_blank=True, default="", help_text="Comma-separated.")
 
-    @extend_schema(responses=VersionOutputSerializer(many=True))
+    @extend_schema(parameters=[ARCHIVED_PARAMETER], responses=VersionOutputSerializer(many=True))
     def get(self, request: Request, team: str, model: str) -> Response:
         obj = registered_model_get(actor=Actor.from_request(request), team_slug=team, name=model)
-        return Response(VersionOutputSerializer(model_version_list(model=obj), many=True).data)
+        versions = model_version_list(model=obj, archived=_archived_param(request))
+        return Response(VersionOutputSerializer(versions, many=True).data)
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
@@ -210,11 +263,38 @@ class VersionDetailApi(APIView):
         return Response(VersionOutputSerializer(version).data)
 
 
+class VersionArchiveApi(APIView):
+    @extend_schema(request=None, responses={200: VersionOutputSerializer, **error_responses(409)})
+    def post(self, request: Request, team: str, model: str, number: int) -> Response:
+        """Archive the version (hidden from lists, never newly deployed; undone by unarchive); 409 `version_in_use`
+        naming the endpoints while one's live release serves it (primary, canary or shadow)."""
+        actor = Actor.from_request(request)
+        version = model_version_get(actor=actor, team_slug=team, name=model, number=number)
+        return Response(VersionOutputSerializer(version_archive(actor=actor, version=version)).data)
+
+
+class VersionUnarchiveApi(APIView):
+    @extend_schema(request=None, responses={200: VersionOutputSerializer, **error_responses(409)})
+    def post(self, request: Request, team: str, model: str, number: int) -> Response:
+        """Bring the version back; 409 `artifacts_deleted` once its files were collected, `model_archived` while its
+        model is archived."""
+        actor = Actor.from_request(request)
+        version = model_version_get(actor=actor, team_slug=team, name=model, number=number)
+        return Response(VersionOutputSerializer(version_unarchive(actor=actor, version=version)).data)
+
+
 def artifact_response(version: ModelVersion, *, sample: bool = False) -> FileResponse:
     """Stream a stored file back under its uploaded name, with its sha256 for the client to check."""
     key, filename = (
         (version.sample_key, version.sample_filename) if sample else (version.artifact_key, version.filename)
     )
+    if not key and version.artifacts_deleted_at is not None:
+        raise ApplicationError(
+            "file_deleted",
+            f"v{version.number} was archived and its files were deleted on {version.artifacts_deleted_at:%Y-%m-%d}, "
+            "after the retention period (MODELDECK_ARTIFACT_RETENTION_DAYS).",
+            status=410,
+        )
     if not key:
         raise ApplicationError(
             "file_deleted",

@@ -25,6 +25,11 @@ class RegisteredModel(BaseModel):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Archived: hidden from default lists, refused for new versions and deployments, kept whole (it can be undone).
+    archived_at = models.DateTimeField(null=True, blank=True)
+    archived_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["team", "name"], name="uniq_team_model_name")]
@@ -69,6 +74,14 @@ class ModelVersion(BaseModel):
     benchmark = models.JSONField(default=dict, blank=True, help_text="The latest benchmark of this version.")
     sample_key = models.CharField(max_length=200, blank=True)
     sample_filename = models.CharField(max_length=255, blank=True)
+    # Archived: hidden from default lists and never newly deployed; its files are collected once it has been archived
+    # for MODELDECK_ARTIFACT_RETENTION_DAYS and no release keeps it (registry.services.archive).
+    archived_at = models.DateTimeField(null=True, blank=True)
+    archived_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # When the collector deleted its stored files (the row stays, as history): it can no longer be unarchived.
+    artifacts_deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -79,6 +92,10 @@ class ModelVersion(BaseModel):
             ),
             models.CheckConstraint(condition=models.Q(number__gte=1), name="version_number_positive"),
             models.CheckConstraint(condition=models.Q(status__in=VersionStatus.values), name="version_status_valid"),
+            models.CheckConstraint(
+                condition=models.Q(artifacts_deleted_at__isnull=True) | models.Q(archived_at__isnull=False),
+                name="version_collected_is_archived",
+            ),
         ]
         ordering = ["model", "-number"]
 

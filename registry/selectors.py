@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Max, Q, QuerySet
+from typing import TypeVar
+
+from django.db.models import Count, Max, Model, Q, QuerySet
 
 from common.errors import NotFoundError
 from registry.models import Job, ModelVersion, RegisteredModel
@@ -10,9 +12,25 @@ from teams.choices import Action
 from teams.permissions import Actor
 from teams.selectors import team_get_for_actor, team_list_for_actor
 
+M = TypeVar("M", bound=Model)
 
-def registered_model_list(*, actor: Actor, team_slug: str | None = None, search: str = "") -> QuerySet[RegisteredModel]:
-    """List the models of the actor's teams (or one team), with version counts, optionally filtered by name."""
+
+# What a list shows of archived objects: "false" hides them (the default), "true" shows only them, "all" both.
+ARCHIVED_CHOICES = ("false", "true", "all")
+
+
+def archived_filter(objects: QuerySet[M], archived: str = "false") -> QuerySet[M]:
+    """Keep the active objects (`archived="false"`), the archived ones (`"true"`) or all (`"all"`)."""
+    if archived == "all":
+        return objects
+    return objects.filter(archived_at__isnull=archived != "true")
+
+
+def registered_model_list(
+    *, actor: Actor, team_slug: str | None = None, search: str = "", archived: str = "false"
+) -> QuerySet[RegisteredModel]:
+    """List the models of the actor's teams (or one team), with version counts, optionally filtered by name; archived
+    models only when `archived` asks for them."""
     if team_slug:
         models = RegisteredModel.objects.filter(team=team_get_for_actor(actor=actor, slug=team_slug))
     else:
@@ -20,7 +38,8 @@ def registered_model_list(*, actor: Actor, team_slug: str | None = None, search:
     if search:
         models = models.filter(Q(name__icontains=search) | Q(description__icontains=search))
     return (
-        models.select_related("team", "created_by")
+        archived_filter(models, archived)
+        .select_related("team", "created_by", "archived_by")
         .annotate(version_count=Count("versions"), latest_version=Max("versions__number"))
         .order_by("team__slug", "name")
     )
@@ -34,10 +53,17 @@ def registered_model_get(*, actor: Actor, team_slug: str, name: str, action: str
     return model
 
 
-def model_version_list(*, model: RegisteredModel) -> QuerySet[ModelVersion]:
-    return model.versions.select_related("model__team", "created_by", "parent", "parity_override_by").order_by(
-        "-number"
-    )
+def model_version_list(*, model: RegisteredModel, archived: str = "all") -> QuerySet[ModelVersion]:
+    """The model's versions, newest first: all of them, or as `archived` asks (see ARCHIVED_CHOICES)."""
+    versions = model.versions.select_related(
+        "model__team", "created_by", "parent", "parity_override_by", "archived_by"
+    ).order_by("-number")
+    return archived_filter(versions, archived)
+
+
+def registered_model_archived_count(*, actor: Actor, team_slug: str) -> int:
+    """How many of the team's models are archived (the model list's "Show archived (N)")."""
+    return registered_model_list(actor=actor, team_slug=team_slug, archived="true").count()
 
 
 def model_version_get(*, actor: Actor, team_slug: str, name: str, number: int) -> ModelVersion:
@@ -71,6 +97,23 @@ def version_parity_blocks(version: ModelVersion) -> bool:
     """Whether a failed parity report, which no admin accepted, keeps the version from being released."""
     parity = version.parity or {}
     return bool(parity) and not parity.get("passed") and not version.parity_override_at
+
+
+def version_archived_reason(version: ModelVersion) -> str:
+    """Why an archived version (or a version of an archived model) cannot be used anew, for messages ("" when it
+    can)."""
+    model = version.model
+    if version.artifacts_deleted_at is not None:
+        return (
+            f"v{version.number} of '{model.name}' is archived and its files were deleted on "
+            f"{version.artifacts_deleted_at:%Y-%m-%d}; it can no longer be used. Upload the file again as a new "
+            "version."
+        )
+    if model.archived_at is not None:
+        return f"'{model.name}' is archived: unarchive it first."
+    if version.archived_at is not None:
+        return f"v{version.number} of '{model.name}' is archived: unarchive it first."
+    return ""
 
 
 def version_not_servable_reason(version: ModelVersion) -> str:

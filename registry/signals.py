@@ -16,6 +16,13 @@ from django.dispatch import Signal
 # monitoring counts it for Prometheus: registry sits below monitoring and must not import it.
 job_finished = Signal()
 
+# Sent to ask the layers above which of some versions they still use, so that the registry never archives a version
+# that serves nor collects the files of one that a rollback could bring back; arguments: `versions` (ids) and
+# `purpose`: "archive" (what serves now) or "collect" (also what a rollback could return to). Each receiver returns
+# a list of {"version": id, "endpoint": name, "role": "primary" | "canary" | "shadow" | "rollback"}
+# (deployments answers from the endpoints' releases; registry sits below deployments and must not import it).
+versions_in_use = Signal()
+
 logger = logging.getLogger(__name__)
 
 TEMP_PREFIX = "modeldeck-"

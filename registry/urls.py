@@ -7,6 +7,8 @@ from registry import apis
 urlpatterns = [
     path("models", apis.ModelListApi.as_view(), name="api-models"),
     path("models/<str:team>/<str:model>", apis.ModelDetailApi.as_view(), name="api-model"),
+    path("models/<str:team>/<str:model>/archive", apis.ModelArchiveApi.as_view(), name="api-model-archive"),
+    path("models/<str:team>/<str:model>/unarchive", apis.ModelUnarchiveApi.as_view(), name="api-model-unarchive"),
     path("models/<str:team>/<str:model>/versions", apis.VersionListApi.as_view(), name="api-versions"),
     path("models/<str:team>/<str:model>/versions/<int:number>", apis.VersionDetailApi.as_view(), name="api-version"),
     path(
@@ -28,6 +30,16 @@ urlpatterns = [
         "models/<str:team>/<str:model>/versions/<int:number>/parity-override",
         apis.VersionParityOverrideApi.as_view(),
         name="api-version-parity-override",
+    ),
+    path(
+        "models/<str:team>/<str:model>/versions/<int:number>/archive",
+        apis.VersionArchiveApi.as_view(),
+        name="api-version-archive",
+    ),
+    path(
+        "models/<str:team>/<str:model>/versions/<int:number>/unarchive",
+        apis.VersionUnarchiveApi.as_view(),
+        name="api-version-unarchive",
     ),
     path("jobs", apis.JobListApi.as_view(), name="api-jobs"),
     path("jobs/<int:job_id>", apis.JobDetailApi.as_view(), name="api-job"),

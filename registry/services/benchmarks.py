@@ -13,7 +13,7 @@ from typing import Any
 from common.errors import ApplicationError
 from registry.choices import JobKind, VersionStatus
 from registry.models import Job, ModelVersion
-from registry.selectors import version_not_servable_reason
+from registry.selectors import version_archived_reason, version_not_servable_reason
 from registry.services.jobs import JobOutcome, job_create, job_progress
 from registry.storage import artifact_local_path
 from teams.permissions import Actor
@@ -23,7 +23,10 @@ BENCHMARK_TIMEOUT_SECONDS = 600
 
 
 def version_benchmark_request(*, actor: Actor, version: ModelVersion) -> Job:
-    """Queue a benchmark of a ready, servable version."""
+    """Queue a benchmark of a ready, servable, unarchived version."""
+    archived = version_archived_reason(version)
+    if archived:
+        raise ApplicationError("archived", archived, status=409)
     if version.status != VersionStatus.READY:
         raise ApplicationError(
             "version_not_ready", f"Version {version.number} is {version.status}; only ready versions run.", status=409

@@ -16,6 +16,7 @@ from registry.converters import conversion_supported, convert, supported_recipes
 from registry.formats import FORMATS
 from registry.formats.base import ConversionError, Recipe, describe_differences
 from registry.models import Job, ModelVersion, RegisteredModel
+from registry.selectors import version_archived_reason
 from registry.services.benchmarks import auto_benchmark
 from registry.services.jobs import JobOutcome, job_create, job_progress
 from registry.services.parity import load_runner, parity_report, sample_inputs, synthesize_inputs
@@ -34,6 +35,9 @@ PARITY_ROWS = 64
 def version_convert_request(*, actor: Actor, version: ModelVersion, recipe: Recipe) -> Job:
     """Queue a conversion of a ready version (an identical queued or running one is returned instead)."""
     actor_require(actor=actor, team=version.model.team, action=Action.DEVELOP)
+    archived = version_archived_reason(version)
+    if archived:
+        raise ApplicationError("archived", archived, status=409)
     if version.status != VersionStatus.READY:
         raise ApplicationError(
             "version_not_ready",

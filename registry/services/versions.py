@@ -95,6 +95,7 @@ def model_version_create(
     team = model.team
     actor_require(actor=actor, team=team, action=Action.DEVELOP)
     tags = _clean_tags(tags or [])
+    _refuse_archived(model)
     _refuse_duplicate(model, upload.sha256)
     fmt = detect(upload.path, upload.filename)
     if fmt.name == "pickle" and not team.trusted_pickle:
@@ -123,6 +124,7 @@ def model_version_create(
         with transaction.atomic():
             # Lock the model row: concurrent uploads take numbers one after another, with no gaps.
             RegisteredModel.objects.select_for_update().filter(pk=model.pk).exists()
+            _refuse_archived(model)  # again under the lock: model_archive takes it too
             _refuse_duplicate(model, upload.sha256)  # again under the lock: the same bytes uploaded twice at once
             last = model.versions.aggregate(last=Max("number"))["last"] or 0
             version = ModelVersion(
@@ -175,17 +177,34 @@ def model_version_create(
     return version
 
 
+def _refuse_archived(model: RegisteredModel) -> None:
+    """Refuse a new version of an archived model: an archived model takes nothing new until it is unarchived."""
+    if RegisteredModel.objects.filter(pk=model.pk, archived_at__isnull=False).exists():
+        raise ApplicationError(
+            "model_archived",
+            f"'{model.name}' is archived: unarchive it first to add versions.",
+            {"model": model.name},
+            status=409,
+        )
+
+
 def _refuse_duplicate(model: RegisteredModel, sha256: str) -> None:
     """Refuse bytes that a version of this model already holds (an upload or a conversion's result), naming it: a
     second version of the same file would only be a copy. A failed version does not count (uploading it again, with
-    another sample, is how it is fixed)."""
-    same = model.versions.filter(sha256=sha256).exclude(status=VersionStatus.FAILED).order_by("number").first()
+    another sample, is how it is fixed), nor one whose files were collected (uploading it again brings it back)."""
+    same = (
+        model.versions.filter(sha256=sha256, artifacts_deleted_at__isnull=True)
+        .exclude(status=VersionStatus.FAILED)
+        .order_by("number")
+        .first()
+    )
     if same is not None:
         made = f" (converted from v{same.parent.number})" if same.parent is not None else ""
+        use = f"unarchive v{same.number} (it is archived)" if same.archived_at is not None else f"use v{same.number}"
         raise ApplicationError(
             "duplicate_version",
             f"This file is identical to v{same.number}{made} of '{model.name}' (sha256 {sha256[:12]}…): no version "
-            f"was added. Use v{same.number}, or upload the changed file.",
+            f"was added. {use[0].upper()}{use[1:]}, or upload the changed file.",
             {"version": same.number, "sha256": sha256},
             status=409,
         )
@@ -198,6 +217,7 @@ def version_event_data(version: ModelVersion) -> dict[str, Any]:
         "status": version.status,
         "format": version.format,
         "parent": version.parent.number if version.parent is not None else None,
+        "archived": version.archived_at is not None,
     }
 
 
