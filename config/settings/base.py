@@ -275,6 +275,8 @@ MODELDECK_VAR_DIR = VAR_DIR
 MODELDECK_MAX_UPLOAD_BYTES = env.int("MODELDECK_MAX_UPLOAD_BYTES", default=2 * 1024**3)
 # A sample input (.npz or JSON) kept with a version for validation and drift.
 MODELDECK_MAX_SAMPLE_BYTES = env.int("MODELDECK_MAX_SAMPLE_BYTES", default=64 * 1024**2)
+# How long a version stays archived, its files kept, before the collector deletes them (unless a release keeps it).
+MODELDECK_ARTIFACT_RETENTION_DAYS = env.int("MODELDECK_ARTIFACT_RETENTION_DAYS", default=30)
 # ONNX and TFLite files up to this size are inspected during the upload request; larger ones (and every format
 # that needs TensorFlow or scikit-learn) by a worker, so a web process never holds a big model in memory.
 MODELDECK_INLINE_INSPECT_MAX_BYTES = env.int("MODELDECK_INLINE_INSPECT_MAX_BYTES", default=64 * 1024**2)
