@@ -163,6 +163,28 @@ class Client:
             # Someone registered it between our look and our create: use theirs.
             return self.get_model(model), False
 
+    def _model_path(self, model: str) -> str:
+        team, name = model_reference_split(model)
+        return f"/api/v1/models/{_segment(team)}/{_segment(name)}"
+
+    def archive_model(self, model: str) -> Model:
+        """Archive a model with its versions (hidden from lists, no new versions or endpoints); refused (`Invalid`,
+        code `model_in_use`) while an endpoint serves one of its versions."""
+        return cast(Model, self._json("POST", f"{self._model_path(model)}/archive"))
+
+    def unarchive_model(self, model: str) -> Model:
+        """Bring an archived model back, with the versions archived with it."""
+        return cast(Model, self._json("POST", f"{self._model_path(model)}/unarchive"))
+
+    def archive_version(self, model: str, number: int) -> Version:
+        """Archive a version (never newly deployed, its files collected after the retention period); refused
+        (`Invalid`, code `version_in_use`) while an endpoint's live release serves it."""
+        return cast(Version, self._json("POST", f"{self._versions_path(model)}/{int(number)}/archive"))
+
+    def unarchive_version(self, model: str, number: int) -> Version:
+        """Bring an archived version back; refused (`Invalid`, code `artifacts_deleted`) once its files are gone."""
+        return cast(Version, self._json("POST", f"{self._versions_path(model)}/{int(number)}/unarchive"))
+
     def _versions_path(self, model: str) -> str:
         team, name = model_reference_split(model)
         return f"/api/v1/models/{_segment(team)}/{_segment(name)}/versions"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from modeldeck.commands import (
+    archive,
     benchmark,
     convert,
     deploy,
@@ -31,6 +32,7 @@ REGISTERS: tuple[Callable[[CommandAdd], None], ...] = (
     benchmark.register,
     deploy.register,
     releases.register,
+    archive.register,
     status.register,
     predict.register,
     example.register,
