@@ -5,6 +5,7 @@ from datetime import timedelta
 from celery import shared_task
 
 from registry.choices import JobKind, VersionStatus
+from registry.services.archive import artifacts_collect
 from registry.services.benchmarks import auto_benchmark, benchmark_job_run
 from registry.services.conversions import auto_conversions_enqueue, conversion_job_run
 from registry.services.jobs import JobHandler, job_run, jobs_reap, jobs_resend_unclaimed
@@ -43,3 +44,9 @@ def jobs_reap_task() -> None:
 def artifact_orphans_delete_task() -> None:
     """Remove stored files that no version points to (beat runs this hourly)."""
     artifact_orphans_delete(older_than=ORPHAN_MIN_AGE)
+
+
+@shared_task(ignore_result=True)
+def artifacts_collect_task() -> None:
+    """Delete the files of versions archived past the retention that no release keeps (beat runs this hourly)."""
+    artifacts_collect()

@@ -154,6 +154,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "worker-heartbeat": {"task": "monitoring.tasks.worker_heartbeat", "schedule": 10.0},
     "artifact-orphans": {"task": "registry.tasks.artifact_orphans_delete_task", "schedule": 3600.0},
+    "artifacts-collect": {"task": "registry.tasks.artifacts_collect_task", "schedule": 3600.0},
     "jobs-reap": {"task": "registry.tasks.jobs_reap_task", "schedule": 30.0},
     "metric-minutes-prune": {"task": "monitoring.tasks.metric_minutes_prune_task", "schedule": 3600.0},
     "idempotency-keys-prune": {"task": "common.tasks.idempotency_keys_prune_task", "schedule": 3600.0},

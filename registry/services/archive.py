@@ -1,4 +1,4 @@
-"""Archive and unarchive models and versions.
+"""Archive and unarchive models and versions; collect the files of versions archived long enough that nothing keeps.
 
 Archiving hides a model or a version from the default lists and refuses it for new versions and deployments; nothing
 is lost and it can be undone. What a higher layer still uses (an endpoint's live release) cannot be archived: the
@@ -8,6 +8,7 @@ registry asks through `registry.signals.versions_in_use` (deployments answers), 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from common.events import team_event_publish
 from registry.models import ModelVersion, RegisteredModel
 from registry.services.versions import version_publish
 from registry.signals import versions_in_use
+from registry.storage import artifact_delete_if_unreferenced
 from teams.choices import Action
 from teams.permissions import Actor, actor_require
 from teams.services import audit_record
@@ -210,3 +212,54 @@ def model_version_refresh(version: ModelVersion) -> ModelVersion:
 def _model_refresh(model: RegisteredModel) -> RegisteredModel:
     return RegisteredModel.objects.select_related("team", "created_by", "archived_by").get(pk=model.pk)
 
+
+def artifacts_collect(*, now: datetime | None = None) -> list[ModelVersion]:
+    """Delete the stored files of versions archived for MODELDECK_ARTIFACT_RETENTION_DAYS that no endpoint keeps (its
+    live release, or what its rollback could bring back); the rows stay, marked `artifacts_deleted_at`. Audited.
+
+    Safe to run twice at once: each version is marked under its row lock, once; a file is deleted only when no
+    other version (of any model: storage is content-addressed) still points to it.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.MODELDECK_ARTIFACT_RETENTION_DAYS)
+    due = ModelVersion.objects.filter(archived_at__lte=cutoff, artifacts_deleted_at__isnull=True)
+    candidates = list(due.values_list("pk", flat=True))
+    if not candidates:
+        return []
+    kept = {use["version"] for use in version_uses(version_ids=candidates, purpose="collect")}
+    collected: list[ModelVersion] = []
+    for pk in candidates:
+        if pk in kept:
+            continue
+        with transaction.atomic():
+            version = due.select_for_update().filter(pk=pk).first()
+            # Gone from `due`: another collector took it, or it was unarchived since.
+            if version is None or version_uses(version_ids=[pk], purpose="collect"):
+                continue
+            keys = [key for key in (version.artifact_key, version.sample_key) if key]
+            ModelVersion.objects.filter(pk=pk).update(
+                artifacts_deleted_at=now, artifact_key="", sample_key="", updated_at=now
+            )
+            model = version.model
+            audit_record(
+                team=model.team,
+                actor=None,
+                action="version.artifacts_delete",
+                target=version,
+                data={
+                    "model": model.name,
+                    "number": version.number,
+                    "sha256": version.sha256,
+                    "size": version.size,
+                    "keys": keys,
+                    "archived_at": version.archived_at.isoformat() if version.archived_at else None,
+                    "retention_days": settings.MODELDECK_ARTIFACT_RETENTION_DAYS,
+                },
+            )
+        # After the commit: a crash here leaves only unreferenced files, which the orphan sweep removes.
+        for key in keys:
+            artifact_delete_if_unreferenced(key)
+        collected.append(model_version_refresh(version))
+    if collected:
+        logger.info("Deleted the files of %d archived version(s)", len(collected))
+    return collected
