@@ -14,6 +14,7 @@ from deployments.models import Endpoint, Release
 from registry.models import ModelVersion
 from runtimes.tensors import Signature
 from teams.choices import Action
+from teams.models import Team
 from teams.permissions import Actor, actor_can
 from teams.selectors import team_list_for_actor
 
@@ -36,6 +37,21 @@ def release_live_list() -> QuerySet[Release]:
     """The live (newest) release of every endpoint, with its endpoint and versions, in one query."""
     newest = Release.objects.filter(endpoint=OuterRef("endpoint")).order_by("-number").values("number")[:1]
     return Release.objects.filter(number=Subquery(newest)).select_related("endpoint", "primary", "canary", "shadow")
+
+
+def release_live_list_for_team(*, team: Team) -> QuerySet[Release]:
+    """The team's endpoints by name, each as its live release (endpoint, model and versions loaded), in one query."""
+    return release_live_list().filter(endpoint__team=team).select_related("endpoint__model").order_by("endpoint__name")
+
+
+def version_recent_list(*, team: Team) -> QuerySet[ModelVersion]:
+    """The team's versions, newest first (uploads and the conversions made from them), for its dashboard; archived
+    versions, and those of archived models, left out as in the registry's own lists."""
+    return (
+        ModelVersion.objects.filter(model__team=team, archived_at__isnull=True, model__archived_at__isnull=True)
+        .select_related("model", "parent")
+        .order_by("-created_at", "-id")
+    )
 
 
 def endpoint_list(*, actor: Actor) -> QuerySet[Endpoint]:

@@ -19,14 +19,16 @@ from deployments.selectors import (
     endpoint_list,
     release_current,
     release_list,
+    release_live_list_for_team,
     release_rollback_plan,
+    version_recent_list,
     version_signature_differences,
 )
 from deployments.services import endpoint_create, endpoint_delete, endpoint_update, release_promote, release_rollback
 from registry.benchmark import SERVED_FORMATS
-from registry.choices import VersionStatus
+from registry.choices import ACTIVE_JOB_STATUSES, VersionStatus
 from registry.models import ModelVersion
-from registry.selectors import model_version_get, version_not_servable_reason, version_parity_blocks
+from registry.selectors import job_list, model_version_get, version_not_servable_reason, version_parity_blocks
 from teams.choices import Action
 from teams.context_processors import CURRENT_TEAM_SESSION_KEY
 from teams.permissions import Actor, actor_can, actor_role
@@ -41,13 +43,24 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+# The team dashboard's parts that refresh themselves (htmx, static/js/live.js), by the name their hx-get asks for.
+TEAM_FRAGMENTS = {
+    "tiles": "teams/_endpoint_tiles.html",
+    "jobs": "teams/_running_jobs.html",
+    "uploads": "teams/_recent_uploads.html",
+    "activity": "teams/_recent_activity.html",
+}
+DASHBOARD_ROWS = 8
+
+
 @require_GET
 @login_required
 @domain_errors_as_http
 def team_detail(request: HttpRequest, team: str) -> HttpResponse:
-    """The team dashboard: members, recent audit events and the team's endpoints.
+    """The team dashboard: each endpoint live with its release, running jobs, recent uploads, activity, members.
 
-    It reads teams and deployments, so it lives in the higher of the two (STYLE 16), not in teams.
+    It reads teams, registry and deployments, so it lives in the highest of them (STYLE 16), not in teams; its
+    recent alerts card is monitoring's own fragment, which the page loads (monitoring.pages.team_alerts_card).
     """
     actor = Actor(user=request.user)
     obj = team_get_for_actor(actor=actor, slug=team)
@@ -55,13 +68,15 @@ def team_detail(request: HttpRequest, team: str) -> HttpResponse:
     context = {
         "team": obj,
         "role": actor_role(actor=actor, team=obj),
+        "can_develop": actor_can(actor=actor, team=obj, action=Action.DEVELOP),
         "members": membership_list(actor=actor, team=obj),
         "recent_events": audit_event_list(actor=actor, team=obj)[:10],
-        "endpoints": endpoint_list(actor=actor).filter(team=obj),
+        "releases": release_live_list_for_team(team=obj),
+        "jobs": job_list(actor=actor, team_slug=obj.slug).filter(status__in=ACTIVE_JOB_STATUSES)[:DASHBOARD_ROWS],
+        "versions": version_recent_list(team=obj)[:DASHBOARD_ROWS],
     }
-    if request.headers.get("HX-Request") and request.GET.get("fragment") == "activity":
-        return render(request, "teams/_recent_activity.html", context)
-    return render(request, "teams/team_detail.html", context)
+    fragment = TEAM_FRAGMENTS.get(request.GET.get("fragment", "")) if request.headers.get("HX-Request") else None
+    return render(request, fragment or "teams/team_detail.html", context)
 
 
 @require_GET

@@ -1,7 +1,8 @@
-"""The endpoint page's alerts card: rules (create, enable or disable, delete) and the alerts they fired.
+"""The alerts cards: the endpoint page's (rules: create, enable or disable, delete; the alerts they fired) and the
+team dashboard's (the alerts fired on any of the team's endpoints).
 
-The endpoint page belongs to deployments, which must not import monitoring (docs/architecture.md); so the card is
-this app's own fragment, which the page loads (htmx) and refreshes on the team's alert events.
+Both pages belong to deployments, which must not import monitoring (docs/architecture.md); so each card is this
+app's own fragment, which its page loads (htmx) and refreshes on the team's alert events.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from common.errors import ApplicationError, PermissionDeniedError
 from deployments.models import Endpoint
 from deployments.selectors import endpoint_change_action, endpoint_get
-from monitoring.alerts.firing import alert_list
+from monitoring.alerts.firing import alert_list, alert_list_for_team
 from monitoring.alerts.rules import (
     alert_rule_create,
     alert_rule_delete,
@@ -26,9 +27,11 @@ from monitoring.alerts.rules import (
 )
 from monitoring.choices import AlertAction, AlertMetric
 from teams.permissions import Actor, actor_can
+from teams.selectors import team_get_for_actor
 from teams.views import domain_errors_as_http
 
 ALERTS_SHOWN = 10
+TEAM_ALERTS_SHOWN = 8
 
 
 def _card(request: HttpRequest, actor: Actor, endpoint: Endpoint, error: str = "", done: str = "") -> HttpResponse:
@@ -51,6 +54,16 @@ def _card(request: HttpRequest, actor: Actor, endpoint: Endpoint, error: str = "
 def alerts_card(request: HttpRequest, name: str) -> HttpResponse:
     actor = Actor(user=request.user)
     return _card(request, actor, endpoint_get(actor=actor, name=name))
+
+
+@require_GET
+@login_required
+@domain_errors_as_http
+def team_alerts_card(request: HttpRequest, team: str) -> HttpResponse:
+    """The team dashboard's recent alerts: what fired on which endpoint, with its numbers, newest first."""
+    obj = team_get_for_actor(actor=Actor(user=request.user), slug=team)
+    alerts = alert_list_for_team(team=obj)[:TEAM_ALERTS_SHOWN]
+    return render(request, "monitoring/_team_alerts.html", {"team": obj, "alerts": alerts})
 
 
 def _number(form: Any, field: str, kind: type, default: Any) -> Any:

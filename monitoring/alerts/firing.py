@@ -15,6 +15,7 @@ from deployments.services import release_rollback_automatic
 from monitoring.alerts.rules import LiveRelease, WatchedRule
 from monitoring.choices import AlertAction, AlertOutcome
 from monitoring.models import Alert
+from teams.models import Team
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,11 @@ SERVING_ROLES = ("primary", "canary")
 
 def alert_list(*, endpoint: Endpoint) -> QuerySet[Alert]:
     return Alert.objects.filter(endpoint=endpoint).order_by("-fired_at", "-id")
+
+
+def alert_list_for_team(*, team: Team) -> QuerySet[Alert]:
+    """The alerts fired on the team's endpoints, newest first, each with its endpoint."""
+    return Alert.objects.filter(endpoint__team=team).select_related("endpoint").order_by("-fired_at", "-id")
 
 
 def alert_data(alert: Alert, endpoint: str) -> dict[str, Any]:
