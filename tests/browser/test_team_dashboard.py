@@ -130,10 +130,17 @@ def test_the_team_overview_follows_endpoints_traffic_jobs_uploads_and_alerts(
     )
     assert all(lines[label] > 0 for label in ("requests/s", "p95 ms", "4xx %")), lines
     assert lines["5xx %"] == 0
+    # p95 merged from the latency buckets of every process and second, not the largest of their p95s.
+    assert page.evaluate("window.modeldeckTileStreams.get('iris').boundsMs.length") > 0
 
     # A promote elsewhere changes the release state; the tile keeps its socket and its last minute.
     elsewhere(release_promote, actor=builder, endpoint=endpoint, version=v2, canary_percent=10)
     expect(tile.get_by_test_id("release-state")).to_contain_text("v1 → v2 canary 10 %", timeout=10_000)
+    # Each version in the colour the endpoint charts give it (static/js/metrics.js).
+    swatches = tile.locator("[data-version-swatch].colored")
+    expect(swatches).to_have_count(2)
+    colours = swatches.evaluate_all("all => all.map(e => getComputedStyle(e).backgroundColor)")
+    assert len(set(colours)) == 2, colours
     assert page.evaluate("window.modeldeckTiles.iris.data.datasets[0].data.some(p => p.y > 0)") is True
 
     # (c) A conversion queued elsewhere, and a version uploaded elsewhere.
