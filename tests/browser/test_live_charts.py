@@ -149,20 +149,7 @@ def test_traffic_moves_the_endpoint_charts_and_the_team_tile(page: Page, watched
     assert 60 <= page.evaluate("() => window.modeldeckCharts.requests.data.datasets[0].data.length") < 120
 
     # History: the API's minute buckets, through the range switch.
-    minute = datetime.now(tz=UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
-    MetricMinute.objects.create(
-        endpoint=watched.endpoint,
-        version=1,
-        role="primary",
-        minute=minute,
-        process="other-host:1",
-        count=600,
-        errors=6,
-        latency_sum=0.6,
-        rows=600,
-        latency_buckets=[0, 0, 0, 600] + [0] * (len(LATENCY_BOUNDS) - 3),
-        codes={"200": 594, "500": 6},
-    )
+    _minute_written(watched.endpoint, 5, [0, 0, 0, 600] + [0] * (len(LATENCY_BOUNDS) - 3), errors=6)
     page.get_by_role("button", name="Last hour").click()
     page.wait_for_function(
         """() => window.modeldeckCharts.requests.data.datasets.some(d => d.label === "v1 primary"
@@ -202,6 +189,26 @@ def test_traffic_moves_the_endpoint_charts_and_the_team_tile(page: Page, watched
     assert errors == []
 
 
+def _minute_written(endpoint: Endpoint, minutes_ago: int, latency_buckets: list[int], errors: int = 0) -> datetime:
+    """A minute of v1's traffic as another web process stored it, `minutes_ago` whole minutes back."""
+    minute = datetime.now(tz=UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes_ago)
+    count = sum(latency_buckets)
+    MetricMinute.objects.create(
+        endpoint=endpoint,
+        version=1,
+        role="primary",
+        minute=minute,
+        process="other-host:1",
+        count=count,
+        errors=errors,
+        latency_sum=0.001 * count,
+        rows=count,
+        latency_buckets=latency_buckets,
+        codes={"200": count - errors, "500": errors},
+    )
+    return minute
+
+
 def _publish(metrics: dict[str, Any]) -> None:
     # From a thread of its own: Playwright's sync API keeps an event loop running in this one.
     # The wrapper is made there too: made here, it would find this thread's loop and refuse.
@@ -224,20 +231,7 @@ def test_charts_open_with_history_and_draw_steady_traffic_steadily(
         return [n if i == tiny else 0 for i in range(len(bounds) + 1)]
 
     # Seven minutes ago, before the page opens: 20 req/s for a minute, written by another web process.
-    minute = datetime.now(tz=UTC).replace(second=0, microsecond=0) - timedelta(minutes=7)
-    MetricMinute.objects.create(
-        endpoint=watched.endpoint,
-        version=1,
-        role="primary",
-        minute=minute,
-        process="other-host:1",
-        count=1200,
-        errors=0,
-        latency_sum=0.02,
-        rows=1200,
-        latency_buckets=buckets(1200),
-        codes={"200": 1200},
-    )
+    minute = _minute_written(watched.endpoint, 7, buckets(1200))
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     _log_in(page, live_url, "/endpoints/iris/")

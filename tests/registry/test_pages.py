@@ -147,3 +147,24 @@ def test_a_zipmap_upload_points_to_its_served_form_and_admins_see_a_failed_jobs_
     assert 'data-testid="job-trace"' not in as_developer
     assert 'data-testid="job-trace"' in as_admin
     assert "TypeError: Expected an int, got a boolean" in as_admin
+
+
+def test_empty_pages_say_what_to_do_next(make_member, team_a) -> None:
+    dev = make_member(team=team_a, role=Role.DEVELOPER)
+    registered_model_create(actor=Actor(user=dev.user), team=team_a, name="empty")
+    models = logged_in(dev).get("/teams/alpha/models/?q=nothing-like-this")
+    assert "No model matches" in models.content.decode()
+    versions = logged_in(dev).get("/teams/alpha/models/empty/").content.decode()
+    assert "No versions yet. Upload the model file above" in versions
+    assert "modeldeck push FILE --model alpha/empty" in versions
+    # A viewer cannot upload: not told to.
+    viewer = logged_in(make_member(team=team_a, role=Role.VIEWER))
+    assert "modeldeck push" not in viewer.get("/teams/alpha/models/empty/").content.decode()
+
+
+def test_a_team_without_models_is_shown_how_to_make_one(make_member, team_a) -> None:
+    page = logged_in(make_member(team=team_a, role=Role.DEVELOPER)).get("/teams/alpha/models/").content.decode()
+    assert "No models yet." in page
+    assert "modeldeck push iris.onnx --model alpha/iris" in page
+    viewer = logged_in(make_member(team=team_a, role=Role.VIEWER)).get("/teams/alpha/models/").content.decode()
+    assert "A developer of alpha creates them" in viewer
