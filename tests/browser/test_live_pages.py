@@ -313,3 +313,35 @@ def test_promote_and_roll_back_from_the_page_keep_the_charts(
     assert questions[1].startswith("Roll back iris from release #2 (v2) to v1?")
     assert page.evaluate("window.__noReload") is True
     assert page.evaluate("window.modeldeckCharts.marked") is True
+
+
+def _tab_to(page: Page, selector: str, most: int = 200) -> None:
+    """Press Tab from the top of the page until `selector` has the focus, as a keyboard user would."""
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    for _ in range(most):
+        page.keyboard.press("Tab")
+        if page.evaluate("(s) => document.activeElement && document.activeElement.matches(s)", selector):
+            # And it shows where the focus is.
+            outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+            assert outline not in ("", "none"), f"{selector} has the focus but no visible outline"
+            return
+    raise AssertionError(f"{selector} cannot be reached with Tab")
+
+
+def test_promote_and_roll_back_by_keyboard(
+    browser: Browser, site: str, make_member, team_a, tmp_path: Path, monkeypatch
+) -> None:
+    iris_endpoint(make_member, team_a, tmp_path, monkeypatch, Role.DEVELOPER)
+    page = log_in(browser, site, "watcher", "/endpoints/iris/")
+    page.on("dialog", lambda dialog: dialog.accept())
+    current = page.get_by_test_id("current-release")
+    _tab_to(page, "button[data-action=promote-2]")
+    page.keyboard.press("Enter")
+    expect(current).to_contain_text("Primary v2", timeout=10_000)
+    _tab_to(page, "button[data-action=rollback]")
+    page.keyboard.press("Enter")
+    expect(current).to_contain_text("Primary v1", timeout=10_000)
+    # The range switch of the charts, too.
+    _tab_to(page, "[data-range='1h']")
+    page.keyboard.press("Enter")
+    expect(page.locator("[data-range='1h']")).to_have_attribute("aria-pressed", "true")
