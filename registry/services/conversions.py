@@ -145,7 +145,11 @@ def _converted_version_store(
     suffix = "" if recipe.quantization == "none" else f"-{recipe.quantization}"
     try:
         with transaction.atomic():
-            RegisteredModel.objects.select_for_update().filter(pk=model.pk).exists()
+            # Under the model's lock (model_archive takes it): a model archived while the conversion ran gets its
+            # child archived with it, at the same instant, so unarchiving the model brings the child back too.
+            archived = (
+                RegisteredModel.objects.select_for_update().filter(pk=model.pk).values("archived_at", "archived_by")
+            )
             last = model.versions.aggregate(last=Max("number"))["last"] or 0
             child = ModelVersion.objects.create(
                 model=model,
@@ -164,6 +168,8 @@ def _converted_version_store(
                 parity=report,
                 sample_key=parent.sample_key,
                 sample_filename=parent.sample_filename,
+                archived_at=archived[0]["archived_at"],
+                archived_by_id=archived[0]["archived_by"],
                 **fields,
             )
             actor = Actor(user=job.created_by) if job.created_by is not None else None

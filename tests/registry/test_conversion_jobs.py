@@ -185,3 +185,29 @@ def test_a_quantized_version_is_not_quantized_again(dev, tmp_path, queued, djang
     browser.force_login(dev.user)
     assert "data-recipe=" in browser.get("/teams/alpha/models/iris/versions/1/").content.decode()
     assert "data-recipe=" not in browser.get("/teams/alpha/models/iris/versions/2/").content.decode()
+
+
+def test_a_conversion_that_ends_after_its_model_was_archived_is_archived_with_it(
+    dev, tmp_path, queued, django_capture_on_commit_callbacks
+) -> None:
+    client = dev.token_client()
+    with django_capture_on_commit_callbacks(execute=True):
+        upload(client, model_files.onnx_file(tmp_path / "iris.onnx"))
+        model_version_inspect_task(ModelVersion.objects.get(number=1).pk)
+        converting = client.post(
+            "/api/v1/models/alpha/iris/versions/1/conversions",
+            {"target": "onnx", "quantization": "int8"},
+            format="json",
+        )
+        assert converting.status_code in (200, 201, 202), converting.json()
+        # Archived while the worker converts.
+        assert client.post("/api/v1/models/alpha/iris/archive").status_code == 200
+    run_queued(queued)
+    child = ModelVersion.objects.get(parent__number=1, recipe_key="onnx:int8")
+    model = child.model
+    model.refresh_from_db()
+    assert model.archived_at is not None and child.archived_at == model.archived_at
+    # Unarchiving the model brings it back with the others archived with it.
+    assert client.post("/api/v1/models/alpha/iris/unarchive").status_code == 200
+    child.refresh_from_db()
+    assert child.archived_at is None
