@@ -19,7 +19,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from monitoring.alerts.evaluation import AlertEvaluator
+from monitoring.alerts.cluster import ClusterEvaluator
 from monitoring.drift import DriftMonitor, drift_monitor
 from monitoring.publish import endpoint_metrics_publish
 from monitoring.recorder import (
@@ -31,7 +31,7 @@ from monitoring.recorder import (
     recorder,
     series_by_version,
 )
-from monitoring.services import drift_windows_save, metric_minutes_save
+from monitoring.services import drift_windows_save, metric_minutes_save, metric_seconds_save
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,14 @@ def _save_minutes(minutes: dict[tuple[SeriesKey, datetime], Series], process: st
         close_old_connections()
 
 
+def _save_seconds(seconds: dict[tuple[SeriesKey, int], Series], process: str) -> None:
+    close_old_connections()
+    try:
+        metric_seconds_save(seconds=seconds, process=process)
+    finally:
+        close_old_connections()
+
+
 class Flusher:
     """Publish the recorder's windows every second; write each finished minute to the database."""
 
@@ -107,7 +115,8 @@ class Flusher:
         self.gaps = 0
         self._minutes: dict[tuple[SeriesKey, datetime], Series] = {}
         self._task: asyncio.Task[None] | None = None
-        self.alerts = AlertEvaluator()
+        # Alert rules are judged once for the cluster, by whichever process holds the evaluator lease.
+        self.evaluator = ClusterEvaluator(self.process)
 
     def start(self) -> None:
         """Start flushing on the running loop (once)."""
@@ -120,6 +129,7 @@ class Flusher:
             self._task.cancel()
             self._task = None
         await self.flush(time.time() + 1, final=True)
+        await self.evaluator.stop()
 
     async def _run(self) -> None:
         while True:
@@ -131,6 +141,10 @@ class Flusher:
                 await self.flush(float(round(time.time())))
             except Exception:  # monitoring must never stop: log and go on with the next second
                 logger.exception("monitoring flush failed")
+            try:
+                await self.evaluator.tick(time.time())
+            except Exception:
+                logger.exception("alert evaluation failed")
 
     async def flush(self, now: float, final: bool = False) -> None:
         """Publish the window that ended at `now` and write the minutes that are over."""
@@ -138,15 +152,15 @@ class Flusher:
         window = series_by_version(by_protocol)
         second = int(now) - 1  # the window holds what was answered during the second that just ended
         drift = self._drift_take(second, final)
-        # Alert rules judge the traffic this process served (see monitoring/alerts/evaluation.py). Observed before
-        # the minutes below merge into these series; an alert that fails must never stop the flush.
-        try:
-            self.alerts.observe(second, window)
-            if drift:
-                self.alerts.observe_drift(second, drift)
-            await self.alerts.evaluate(now)
-        except Exception:
-            logger.exception("alert evaluation failed")
+        if window:
+            # For the cluster's evaluator (monitoring/alerts/cluster.py): written before the minutes below merge
+            # into these series. A database that is away costs the evaluator these seconds, never the flush.
+            try:
+                await sync_to_async(_save_seconds, thread_sensitive=False)(
+                    {(key, second): series for key, series in window.items()}, self.process
+                )
+            except Exception:
+                logger.warning("cannot store the second %d for the evaluator", second, exc_info=True)
         if drift:
             await self._drift_publish(second, drift)
         if window:

@@ -50,6 +50,44 @@ class MetricMinute(models.Model):
         return f"{self.endpoint_id} v{self.version} {self.role} {self.minute:%H:%M}: {self.count}"
 
 
+class MetricSecond(models.Model):
+    """One web process's inference counts for one endpoint version in one second: what the cluster's one evaluator
+    judges alert rules and rollout gates on (every process's traffic, read within seconds; kept two hours)."""
+
+    endpoint = models.ForeignKey("deployments.Endpoint", on_delete=models.CASCADE, related_name="metric_seconds")
+    version = models.PositiveIntegerField()
+    role = models.CharField(max_length=16)  # primary | canary | shadow
+    second = models.BigIntegerField(db_index=True)  # epoch seconds: the second the requests were answered in
+    process = models.CharField(max_length=100)
+    count = models.PositiveIntegerField()
+    errors = models.PositiveIntegerField()  # 5xx
+    client_errors = models.PositiveIntegerField(default=0)  # 4xx
+    disagreements = models.PositiveIntegerField(default=0)
+    latency_buckets = models.JSONField()  # over monitoring.recorder.LATENCY_BOUNDS, +Inf last
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "version", "role", "second", "process"], name="uniq_metric_second"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_id} v{self.version} {self.role} @{self.second}: {self.count}"
+
+
+class EvaluatorLease(models.Model):
+    """Which web process evaluates alert rules and rollout gates for the whole cluster, until when (renewed each
+    second by its holder; taken over by a conditional UPDATE once it lapses)."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    holder = models.CharField(max_length=100)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder} until {self.expires_at:%H:%M:%S}"
+
+
 # The largest finite latency bucket (monitoring.recorder.LATENCY_BOUNDS[-1]) in ms: a p95 beyond it reads as this.
 P95_CEILING_MS = 10_000.0
 

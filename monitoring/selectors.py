@@ -11,8 +11,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from deployments.models import Endpoint
-from monitoring.models import DriftWindow, MetricMinute, WorkerHeartbeat
-from monitoring.recorder import LATENCY_BOUNDS_MS, Series
+from monitoring.models import DriftWindow, MetricMinute, MetricSecond, WorkerHeartbeat
+from monitoring.recorder import LATENCY_BOUNDS_MS, Series, SeriesKey
 
 
 def worker_status() -> dict[str, Any]:
@@ -149,3 +149,43 @@ def drift_latest(*, endpoint: Endpoint) -> list[dict[str, Any]]:
         {"version": v, "rows": w.rows, "psi": w.psi, "ended_at": _iso(w.ended_at), "process": w.process}
         for v, w in sorted(newest.items())
     ]
+
+
+def metric_seconds_between(*, after: int, upto: int) -> dict[int, dict[SeriesKey, Series]]:
+    """Every process's per-second rows with `after < second <= upto`, summed per second and series (one query)."""
+    rows = MetricSecond.objects.filter(second__gt=after, second__lte=upto).values_list(
+        "endpoint__name",
+        "version",
+        "role",
+        "second",
+        "count",
+        "errors",
+        "client_errors",
+        "disagreements",
+        "latency_buckets",
+    )
+    seconds: dict[int, dict[SeriesKey, Series]] = {}
+    for name, version, role, second, count, errors, client_errors, disagreements, latency_buckets in rows.iterator():
+        row = Series(
+            count=count,
+            errors=errors,
+            client_errors=client_errors,
+            disagreements=disagreements,
+            latency_buckets=list(latency_buckets),
+        )
+        window = seconds.setdefault(second, {})
+        kept = window.get((name, version, role))
+        if kept is None:
+            window[(name, version, role)] = row
+        else:
+            kept.merge(row)
+    return seconds
+
+
+def drift_windows_since(*, after: datetime) -> list[tuple[datetime, str, int, int, dict[str, float]]]:
+    """Drift windows every process stored after `after`: (ended_at, endpoint, version, rows, psi), oldest first."""
+    return list(
+        DriftWindow.objects.filter(ended_at__gt=after)
+        .order_by("ended_at")
+        .values_list("ended_at", "endpoint__name", "version", "rows", "psi")
+    )

@@ -24,7 +24,9 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
+from deployments.models import Release
 from deployments.services import endpoint_create
+from monitoring.models import Alert
 from registry.choices import JobStatus
 from registry.models import Job
 from registry.services.jobs import JOB_LOST_AFTER, jobs_reap
@@ -139,6 +141,38 @@ def test_two_web_processes_and_two_workers_share_the_load_and_the_state(
                 took = time.monotonic() - committed
                 print(f"\n{action} through web-1 served by web-2 after {took * 1000:.0f} ms")
                 assert took < 1.0
+
+            # 1b. One evaluator for the cluster: a rule needing 40 canary requests fires on 30 served by each web
+            #     process (neither alone has 40), once, and rolls the canary back once; the decision comes within
+            #     seconds. (Its threshold, p95 over 0 ms, is met by any traffic: the point is whose traffic counts.)
+            auth = {"Authorization": f"Bearer {dev.token}"}
+            canary = httpx.post(
+                f"{webs[0].url}/api/v1/endpoints/iris/promote",
+                json={"version": 3, "canary_percent": 10},
+                headers=auth,
+                timeout=10,
+            )
+            assert canary.status_code == 201, canary.text
+            rule = {"name": "any canary latency", "metric": "p95_ms", "threshold": 0, "window_seconds": 120}
+            rule |= {"min_requests": 40, "action": "rollback", "bake_seconds": 600}
+            created = httpx.post(
+                f"{webs[1].url}/api/v1/endpoints/iris/alert-rules", json=rule, headers=auth, timeout=10
+            )
+            assert created.status_code == 201, created.text
+            for web in webs:
+                for _ in range(30):
+                    pinned = httpx.post(f"{web.url}/v2/models/iris/versions/3/infer", content=BODY, headers=auth)
+                    assert pinned.status_code == 200, pinned.text
+            served_at = time.monotonic()
+            alert = wait_until(lambda: Alert.objects.first(), 15, "the rule to fire", poll=0.1)
+            print(f"\none evaluator fired {time.monotonic() - served_at:.1f} s after the last request")
+            assert 40 <= alert.requests <= 60 and alert.action_taken == "rolled_back", (alert.requests, alert.detail)
+            time.sleep(2)  # a second evaluator, had there been one, would have fired by now
+            assert Alert.objects.count() == 1
+            assert list(Release.objects.order_by("number").values_list("action", flat=True))[-2:] == [
+                "canary",
+                "rollback",
+            ]
 
             # 2. The six benchmark jobs spread over both workers.
             jobs = wait_until(

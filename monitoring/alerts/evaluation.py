@@ -1,11 +1,9 @@
-"""The alert evaluator: every second, the enabled rules judged on the traffic this web process served.
+"""The alert evaluator: the enabled rules judged on running totals of the traffic it is given, second by second.
 
-Each web process evaluates the traffic it served itself (the recorder's windows, kept in `history` for up to an
-hour). With N processes behind a balancer each sees about 1/N of the traffic, so a threshold on a rate or on p95
-still holds in every process, while `min_requests` applies per process (a rule needing 50 requests sees them once
-the endpoint has served about 50 x N). Processes that see the same bad version at once are reconciled by the
-database: one Alert row per (rule, release, version), and `release_rollback_automatic` rolls a release back only
-while it is still live, so a bad canary is rolled back exactly once.
+The cluster's one evaluator (monitoring/alerts/cluster.py) feeds it the seconds every web process wrote, so a rule's
+threshold, minimum requests and p95 hold for the whole endpoint, however many processes serve it. Its decisions are
+reconciled by the database: one Alert row per (rule, release, version), and `release_rollback_automatic` rolls a
+release back only while it is still live, so a bad canary is rolled back exactly once.
 """
 
 from __future__ import annotations
@@ -147,6 +145,15 @@ class AlertEvaluator:
         except Exception:  # Redis away: the alert is stored and shown by the API and pages anyway
             logger.warning("alert event for %s not published", endpoint, exc_info=True)
         return alert
+
+    @property
+    def horizon(self) -> int:
+        """How many seconds back the enabled rules' windows reach (the longest, at most MAX_WINDOW_SECONDS)."""
+        return self._horizon
+
+    async def rules_refresh(self) -> None:
+        """Re-read the enabled rules and their endpoints' live releases (at most every RULES_REFRESH_SECONDS)."""
+        await self._rules_refresh()
 
     async def _rules_refresh(self) -> None:
         if time.monotonic() - self._rules_read_at < RULES_REFRESH_SECONDS:

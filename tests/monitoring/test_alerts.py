@@ -22,6 +22,7 @@ from common.channel_groups import team_group
 from deployments.models import Endpoint, Release
 from deployments.services import endpoint_create, release_promote, release_rollback_automatic
 from monitoring.alerts import evaluation
+from monitoring.alerts.cluster import READ_LAG_SECONDS
 from monitoring.alerts.evaluation import AlertEvaluator
 from monitoring.alerts.firing import alert_data
 from monitoring.alerts.history import RunningTotals, metric_value
@@ -556,7 +557,7 @@ def _infer_body() -> dict[str, object]:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("_close_db_threads")
-async def test_a_canary_failing_in_the_data_plane_is_rolled_back_by_the_flusher(
+async def test_a_canary_failing_in_the_data_plane_is_rolled_back_by_the_cluster_evaluator(
     deployed: Deployed, client: httpx.AsyncClient, monkeypatch
 ) -> None:
     recorder.swap()
@@ -581,7 +582,9 @@ async def test_a_canary_failing_in_the_data_plane_is_rolled_back_by_the_flusher(
     ).status_code == 200
 
     flusher = Flusher(recorder, process="test:alerts")
-    await flusher.flush(time.time() + 1)
+    now = time.time() + 1
+    await flusher.flush(now)  # the second just ended, written for the evaluator
+    await flusher.evaluator.tick(now + READ_LAG_SECONDS)  # read once every process has written that second
 
     live = await sync_to_async(lambda: deployed.private.releases.select_related("primary").order_by("-number")[0])()
     assert (live.number, live.action, live.primary.number, live.canary_id, live.actor_id) == (

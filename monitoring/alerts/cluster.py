@@ -1,0 +1,103 @@
+"""The cluster's one evaluator: alert rules judged once, on the traffic of every web process.
+
+Every web (and gRPC) process writes its per-second series to `MetricSecond` (the flusher). Every one of them also
+runs `ClusterEvaluator.tick` once a second, but only the holder of the evaluator lease (a row its holder renews
+each second, taken over by a conditional UPDATE once it has lapsed for LEASE_SECONDS) reads what every process
+wrote and judges it: thresholds, minimum requests and p95 mean the same with one web process or ten. It reads
+READ_LAG_SECONDS behind the clock, so that each process's row for a second is written before it is read (a flusher
+writes a second within a fraction of a second of its end): a rule fires within about three seconds of the traffic
+that breaks it.
+
+Decisions are idempotent where they are written (one Alert row per rule, release and version; a release rolled
+back only while it is still live), so two evaluators for a moment (a holder that stalled past its lease) cannot
+apply one twice. A new holder first reads back the seconds its rules' windows need.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import UTC, datetime, timedelta
+
+from monitoring.alerts.evaluation import AlertEvaluator, _db
+from monitoring.selectors import drift_windows_since, metric_seconds_between
+from monitoring.services import evaluator_lease_release, evaluator_lease_take, metric_seconds_prune
+
+logger = logging.getLogger(__name__)
+
+LEASE = "evaluator"
+LEASE_SECONDS = 5.0
+READ_LAG_SECONDS = 2
+# Per-second rows are kept this long past the longest window a rule may have (pruned by the evaluator each minute).
+KEEP_SECONDS = 2 * 3600
+PRUNE_EVERY_SECONDS = 60.0
+
+
+class ClusterEvaluator:
+    """Once a second: hold the lease, read every process's new seconds, judge the rules (see the module's note)."""
+
+    def __init__(self, process: str) -> None:
+        self.process = process
+        self.leading = False
+        self.alerts = AlertEvaluator()
+        self._read_upto: int | None = None  # the last second read (None: not leading, or nothing read yet)
+        self._drift_after: datetime | None = None
+        self._pruned_at = -math.inf
+
+    async def tick(self, now: float) -> None:
+        """Take or keep the lease; if held, read what every process wrote up to now - READ_LAG_SECONDS and judge."""
+        try:
+            leading = bool(await _db(evaluator_lease_take, name=LEASE, holder=self.process, seconds=LEASE_SECONDS))
+        except Exception:
+            logger.warning("cannot take the evaluator lease; judging nothing this second", exc_info=True)
+            leading = False
+        if leading != self.leading:
+            logger.info("%s alert rules for the cluster", "evaluating" if leading else "another process evaluates the")
+            self.leading = leading
+            self.alerts = AlertEvaluator()  # a new holder starts from what is stored, not from what it once saw
+            self._read_upto = None
+            self._drift_after = None
+        if not leading:
+            return
+        upto = int(now) - READ_LAG_SECONDS
+        try:
+            await self._read(upto)
+        except Exception:
+            logger.warning("cannot read the cluster's traffic; judging again next second", exc_info=True)
+            return
+        await self.alerts.evaluate(upto + 1)
+        await self._prune(upto)
+
+    async def _read(self, upto: int) -> None:
+        await self.alerts.rules_refresh()
+        first = self._read_upto if self._read_upto is not None else upto - self.alerts.horizon
+        if upto > first:
+            seconds = await _db(metric_seconds_between, after=first, upto=upto)
+            for second in sorted(seconds):
+                self.alerts.observe(second, seconds[second])
+            self.alerts.observe(upto, {})  # quiet seconds age the windows too
+        if self._drift_after is None:
+            self._drift_after = datetime.fromtimestamp(first, tz=UTC) - timedelta(minutes=1)
+        for ended_at, endpoint, version, rows, psi in await _db(drift_windows_since, after=self._drift_after):
+            self.alerts.observe_drift(int(ended_at.timestamp()) - 1, {(endpoint, version): (rows, psi)})
+            self._drift_after = max(self._drift_after, ended_at)
+        self._read_upto = max(upto, first)
+
+    async def _prune(self, upto: int) -> None:
+        if time.monotonic() - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        self._pruned_at = time.monotonic()
+        try:
+            await _db(metric_seconds_prune, before_second=upto - KEEP_SECONDS)
+        except Exception:
+            logger.warning("cannot prune per-second metrics", exc_info=True)
+
+    async def stop(self) -> None:
+        """Hand the lease over now (a process shutting down): another process judges from its next second."""
+        if self.leading:
+            try:
+                await _db(evaluator_lease_release, name=LEASE, holder=self.process)
+            except Exception:
+                logger.warning("cannot release the evaluator lease; it lapses in %.0f s", LEASE_SECONDS, exc_info=True)
+            self.leading = False
