@@ -9,3 +9,24 @@ class ReleaseAction(models.TextChoices):
     CANARY = "canary", "Canary"
     SHADOW = "shadow", "Shadow"
     ROLLBACK = "rollback", "Rolled back"
+
+
+class RolloutState(models.TextChoices):
+    # Approvals are not built yet: the state is kept so that the API's states do not change when they are.
+    PENDING_APPROVAL = "pending_approval", "Pending approval"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    SUCCEEDED = "succeeded", "Succeeded"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    ABORTED = "aborted", "Aborted"
+
+
+# A rollout in one of these holds its endpoint: one at a time (a partial unique constraint says so).
+ROLLOUT_ACTIVE_STATES = (RolloutState.PENDING_APPROVAL, RolloutState.RUNNING, RolloutState.PAUSED)
+
+
+class GateStatus(models.TextChoices):
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    WAITING = "waiting", "Waiting for requests"
+    SKIPPED = "skipped", "Skipped"

@@ -1,4 +1,5 @@
-"""Endpoints and their releases: which version serves, with what canary and shadow, decided by whom and why."""
+"""Endpoints and their releases: which version serves, with what canary and shadow, decided by whom and why; and
+the rollouts that move a canary step by step while its gates hold."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from common.models import BaseModel
-from deployments.choices import ReleaseAction
+from deployments.choices import ROLLOUT_ACTIVE_STATES, ReleaseAction, RolloutState
 from registry.models import ModelVersion, RegisteredModel
 from teams.models import Team, slug_validator
 
@@ -83,3 +84,71 @@ class Release(BaseModel):
         if self.rule_name:
             return f"automatic (rule {self.rule_name})"
         return self.actor.get_username() if self.actor is not None else None
+
+
+class Rollout(BaseModel):
+    """Move a version's canary share step by step while its gates hold; promote it after the last step."""
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="rollouts")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="rollouts")
+    state = models.CharField(max_length=20, choices=RolloutState.choices, default=RolloutState.RUNNING)
+    # [{"percent": 5, "bake_seconds": 300}, ...]: the canary share of each step and how long its gates must hold.
+    steps = models.JSONField()
+    # 1-based index into steps; the step whose share is live while running or paused.
+    step = models.PositiveSmallIntegerField(default=1)
+    step_started_at = models.DateTimeField()
+    # Every gate's threshold, defaults filled in; null turns a gate off.
+    gates = models.JSONField(default=dict)
+    preflight = models.JSONField(default=list, blank=True, help_text="The pre-flight checks, as judged at the start.")
+    # The latest evaluation of each gate ({gate: {status, passed, value, threshold, window_seconds, requests}}):
+    # rewritten each time the rollout is judged; RolloutEvaluation keeps only the changes.
+    evaluations = models.JSONField(default=dict, blank=True)
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+    allow_signature_change = models.BooleanField(default=False)
+    reason = models.TextField(blank=True)
+    # Why it ended: the failing numbers of a rollback, the release that aborted it, "promoted in release 7".
+    outcome = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint"],
+                condition=models.Q(state__in=ROLLOUT_ACTIVE_STATES),
+                name="uniq_active_rollout_per_endpoint",
+            ),
+        ]
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"rollout {self.pk} of v{self.version.number} on {self.endpoint}"
+
+    @property
+    def percent(self) -> int:
+        """The canary share of the current step."""
+        return int(self.steps[self.step - 1]["percent"])
+
+    @property
+    def bake_seconds(self) -> int:
+        return int(self.steps[self.step - 1]["bake_seconds"])
+
+
+class RolloutEvaluation(BaseModel):
+    """Record one gate's evaluation when it matters: a state change, or its pass/fail flipping."""
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="history")
+    step = models.PositiveSmallIntegerField()
+    gate = models.CharField(max_length=40)
+    status = models.CharField(max_length=10)
+    passed = models.BooleanField(null=True)
+    value = models.FloatField(null=True)
+    threshold = models.FloatField(null=True)
+    window_seconds = models.FloatField(default=0.0)
+    requests = models.PositiveIntegerField(default=0)
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["rollout", "id"]

@@ -9,8 +9,9 @@ from django.core.cache import cache
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from common.errors import NotFoundError
+from deployments.choices import ROLLOUT_ACTIVE_STATES, RolloutState
 from deployments.compatibility import signature_differences
-from deployments.models import Endpoint, Release
+from deployments.models import Endpoint, Release, Rollout
 from registry.models import ModelVersion
 from runtimes.tensors import Signature
 from teams.choices import Action
@@ -118,3 +119,36 @@ def version_signature_differences(*, primary: ModelVersion, version: ModelVersio
     return signature_differences(
         Signature.from_dict(primary.signature or {}), Signature.from_dict(version.signature or {})
     )
+
+
+def _rollouts() -> QuerySet[Rollout]:
+    return Rollout.objects.select_related("endpoint__team", "endpoint__model", "version", "actor")
+
+
+def rollouts_running() -> list[Rollout]:
+    """Every running rollout, with its endpoint, version, step, step start and gates: what the evaluator judges."""
+    return list(_rollouts().filter(state=RolloutState.RUNNING).order_by("id"))
+
+
+def rollout_list(*, endpoint: Endpoint) -> QuerySet[Rollout]:
+    """The endpoint's rollouts, newest first."""
+    return _rollouts().filter(endpoint=endpoint).order_by("-id")
+
+
+def rollout_get(*, endpoint: Endpoint, rollout_id: int) -> Rollout:
+    """One of the endpoint's rollouts, or 404 (a rollout of another endpoint is not found here)."""
+    rollout = _rollouts().filter(endpoint=endpoint, pk=rollout_id).first()
+    if rollout is None:
+        raise NotFoundError(f"Endpoint '{endpoint.name}' has no rollout {rollout_id}.")
+    return rollout
+
+
+def rollout_active(*, endpoint: Endpoint) -> Rollout | None:
+    """The endpoint's active rollout (running, paused or waiting for approval), if any."""
+    return _rollouts().filter(endpoint=endpoint, state__in=ROLLOUT_ACTIVE_STATES).first()
+
+
+def rollout_active_by_endpoint(*, team: Team) -> dict[int, Rollout]:
+    """The active rollout of each of the team's endpoints that has one, by endpoint id, in one query."""
+    active = Rollout.objects.filter(endpoint__team=team, state__in=ROLLOUT_ACTIVE_STATES).select_related("version")
+    return {rollout.endpoint_id: rollout for rollout in active}

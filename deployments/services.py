@@ -12,12 +12,13 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from common.errors import ApplicationError
 from common.events import team_event_publish
-from deployments.choices import ReleaseAction
+from deployments.choices import ROLLOUT_ACTIVE_STATES, ReleaseAction, RolloutState
 from deployments.compatibility import difference_text
-from deployments.models import Endpoint, Release
+from deployments.models import Endpoint, Release, Rollout
 from deployments.selectors import (
     RELEASE_STAMP_KEY,
     endpoint_change_action,
@@ -239,11 +240,14 @@ def _release_append(
     audit_action: str = "",
     audit_extra: dict[str, Any] | None = None,
     rule_name: str = "",
+    rollout: Rollout | None = None,
 ) -> Release | None:
     """Lock the endpoint, read its live release, and append the next one (promotes serialize, never interleave).
 
     `build` returns the new release's versions, or None to append nothing (the live release is not the expected one).
     It may add to `audit_extra` what it learned under the lock; the audit record is written after it ran.
+    A release that is not the step of a rollout (`rollout`) aborts the endpoint's active rollout: whoever changes
+    the release by hand takes the endpoint over.
     """
     with transaction.atomic():
         Endpoint.objects.select_for_update().filter(pk=endpoint.pk).exists()
@@ -267,8 +271,55 @@ def _release_append(
             audit_action or f"endpoint.{action}",
             {"previous_release": current.number, **(audit_extra or {})},
         )
+        _rollouts_abort_for_release(actor=actor, release=release, keep=rollout)
         release_stamp_bump()
     return release
+
+
+def rollout_record(*, actor: Actor | None, rollout: Rollout, action: str, extra: dict[str, Any] | None = None) -> None:
+    """Audit a rollout's change and announce it on the team's stream (kind "rollout") once it commits."""
+    data = {
+        "endpoint": rollout.endpoint.name,
+        "rollout": rollout.pk,
+        "version": rollout.version.number,
+        "state": rollout.state,
+        "step": rollout.step,
+        "steps": len(rollout.steps),
+        "percent": rollout.percent,
+        "outcome": rollout.outcome,
+        **(extra or {}),
+    }
+    audit_record(team=rollout.endpoint.team, actor=actor, action=action, target=rollout, data=data)
+    team = rollout.endpoint.team.slug
+    event = {**data, "action": action}
+
+    def announce() -> None:
+        try:
+            team_event_publish(team=team, kind="rollout", data=event)
+        except Exception:  # the change is made; a stream that is away only costs the live notice
+            logger.warning("rollout %s not announced on the team stream", event["rollout"], exc_info=True)
+
+    transaction.on_commit(announce)
+
+
+def _rollouts_abort_for_release(*, actor: Actor | None, release: Release, keep: Rollout | None) -> None:
+    """Abort the endpoint's active rollout (not `keep`): a release made beside it takes the endpoint over."""
+    active = Rollout.objects.filter(endpoint_id=release.endpoint_id, state__in=ROLLOUT_ACTIVE_STATES)
+    if keep is not None:
+        active = active.exclude(pk=keep.pk)
+    made_by = f"automatic rollback (rule {release.rule_name})" if release.rule_name else "manual release"
+    outcome = f"{made_by} #{release.number}"
+    for rollout in active.select_related("endpoint__team", "version"):
+        # Conditional on its state: a judge that moved it meanwhile waits on the endpoint's lock held here.
+        if (
+            Rollout.objects.filter(pk=rollout.pk, state=rollout.state).update(
+                state=RolloutState.ABORTED, outcome=outcome, finished_at=timezone.now(), updated_at=timezone.now()
+            )
+            != 1
+        ):
+            continue
+        rollout.state, rollout.outcome = RolloutState.ABORTED, outcome
+        rollout_record(actor=actor, rollout=rollout, action="rollout.abort", extra={"release": release.number})
 
 
 ENDPOINT_SETTINGS = ("public", "max_batch_size", "max_queue_delay_ms")
