@@ -1,6 +1,9 @@
-"""REST API of the control plane: endpoints, their releases, promote and rollback."""
+"""REST API of the control plane: endpoints, their releases, promote, rollback and rollouts."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -11,8 +14,18 @@ from rest_framework.views import APIView
 from common.errors import ApplicationError, NotFoundError
 from common.idempotency import idempotent
 from common.openapi import error_responses
-from deployments.models import Endpoint, Release
-from deployments.selectors import endpoint_get, endpoint_list, release_current, release_list
+from deployments.models import Endpoint, Release, Rollout
+from deployments.rollouts import (
+    GATE_LABELS,
+    ROLLOUT_GATE_DEFAULTS,
+    rollout_abort,
+    rollout_advance,
+    rollout_create,
+    rollout_pause,
+    rollout_resume,
+    rollout_seconds_left,
+)
+from deployments.selectors import endpoint_get, endpoint_list, release_current, release_list, rollout_get, rollout_list
 from deployments.services import endpoint_create, endpoint_delete, endpoint_update, release_promote, release_rollback
 from registry.models import ModelVersion, RegisteredModel
 from registry.selectors import registered_model_get
@@ -202,3 +215,193 @@ class EndpointRollbackApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return _release_response(release_rollback(actor=actor, endpoint=endpoint, reason=data.validated_data["reason"]))
+
+
+_GATES_HELP = (
+    "Gate thresholds by name; omitted gates take their defaults ("
+    + ", ".join(f"{name} {value:g}" for name, value in ROLLOUT_GATE_DEFAULTS.items())
+    + "), null turns one off, an unknown name is 400."
+)
+
+
+class RolloutStepSerializer(serializers.Serializer):
+    percent = serializers.IntegerField(min_value=1, max_value=99, help_text="The canary's share in this step.")
+    bake_seconds = serializers.IntegerField(
+        min_value=0, max_value=7 * 24 * 3600, help_text="How long every gate must hold before the next step."
+    )
+
+
+class GateEvaluationSerializer(serializers.Serializer):
+    gate = serializers.CharField()
+    title = serializers.CharField(help_text="The gate in words.")
+    status = serializers.ChoiceField(choices=["passed", "failed", "waiting", "skipped"])
+    passed = serializers.BooleanField(allow_null=True, help_text="null while waiting for requests, or skipped.")
+    value = serializers.FloatField(allow_null=True)
+    threshold = serializers.FloatField(allow_null=True)
+    window_seconds = serializers.FloatField()
+    requests = serializers.IntegerField()
+    note = serializers.CharField(allow_blank=True)
+
+
+class RolloutHistorySerializer(serializers.Serializer):
+    step = serializers.IntegerField()
+    gate = serializers.CharField()
+    status = serializers.CharField()
+    passed = serializers.BooleanField(allow_null=True)
+    value = serializers.FloatField(allow_null=True)
+    threshold = serializers.FloatField(allow_null=True)
+    window_seconds = serializers.FloatField()
+    requests = serializers.IntegerField()
+    note = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+
+
+class PreflightCheckSerializer(serializers.Serializer):
+    gate = serializers.CharField()
+    passed = serializers.BooleanField(allow_null=True, help_text="null when it could not be checked (no benchmark).")
+    value = serializers.FloatField(allow_null=True)
+    threshold = serializers.FloatField(allow_null=True)
+    note = serializers.CharField(allow_blank=True)
+
+
+def gate_rows(rollout: Rollout) -> list[dict[str, Any]]:
+    """The latest evaluation of each gate, in the order of the defaults."""
+    latest = rollout.evaluations or {}
+    return [
+        {"gate": gate, "title": GATE_LABELS[gate], **latest[gate]} for gate in ROLLOUT_GATE_DEFAULTS if gate in latest
+    ]
+
+
+class RolloutOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    endpoint = serializers.CharField(source="endpoint.name")
+    version = serializers.IntegerField(source="version.number")
+    state = serializers.ChoiceField(
+        choices=["pending_approval", "running", "paused", "succeeded", "rolled_back", "aborted"]
+    )
+    step = serializers.IntegerField(help_text="The current step, from 1.")
+    steps = RolloutStepSerializer(many=True)
+    percent = serializers.IntegerField(help_text="The canary's share in the current step.")
+    step_started_at = serializers.DateTimeField()
+    seconds_left = serializers.SerializerMethodField(help_text="Of the current step's bake (running rollouts only).")
+    gates = serializers.DictField(child=serializers.FloatField(allow_null=True), help_text="Each gate's threshold.")
+    preflight = PreflightCheckSerializer(many=True)
+    evaluations = serializers.SerializerMethodField(help_text="The latest evaluation of each gate.")
+    evaluated_at = serializers.DateTimeField(allow_null=True)
+    reason = serializers.CharField(allow_blank=True)
+    outcome = serializers.CharField(allow_blank=True, help_text="Why it ended (the failing numbers of a rollback).")
+    actor = serializers.CharField(source="actor.username", default=None, allow_null=True)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_seconds_left(self, rollout: Rollout) -> float | None:
+        return rollout_seconds_left(rollout)
+
+    @extend_schema_field(GateEvaluationSerializer(many=True))
+    def get_evaluations(self, rollout: Rollout) -> list[dict[str, Any]]:
+        return gate_rows(rollout)
+
+
+class RolloutDetailOutputSerializer(RolloutOutputSerializer):
+    history = RolloutHistorySerializer(
+        many=True, source="history.all", help_text="Evaluations kept when a verdict changed or the rollout moved."
+    )
+
+
+class RolloutListApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        version = serializers.IntegerField(min_value=1)
+        steps = RolloutStepSerializer(many=True, help_text="Rising canary shares; after the last step, a promote.")
+        gates = serializers.DictField(
+            child=serializers.FloatField(allow_null=True, min_value=0),
+            required=False,
+            default=dict,
+            help_text=_GATES_HELP,
+        )
+        allow_signature_change = serializers.BooleanField(required=False, default=False)
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(responses=RolloutOutputSerializer(many=True))
+    def get(self, request: Request, name: str) -> Response:
+        endpoint = endpoint_get(actor=Actor.from_request(request), name=name)
+        return Response(RolloutOutputSerializer(rollout_list(endpoint=endpoint), many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: RolloutDetailOutputSerializer, **error_responses(409, 422)})
+    @idempotent
+    def post(self, request: Request, name: str) -> Response:
+        """Start a rollout: pre-flight gates, then the version as a canary at the first step's share.
+
+        409 `rollout_active` while the endpoint has an active rollout; 409 `preflight_failed` with every check.
+        """
+        actor = Actor.from_request(request)
+        endpoint = endpoint_get(actor=actor, name=name)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        rollout = rollout_create(
+            actor=actor,
+            endpoint=endpoint,
+            version=_version(endpoint.model, data.validated_data["version"]),
+            steps=[dict(step) for step in data.validated_data["steps"]],
+            gates=data.validated_data["gates"],
+            allow_signature_change=data.validated_data["allow_signature_change"],
+            reason=data.validated_data["reason"],
+        )
+        return Response(RolloutDetailOutputSerializer(rollout).data, status=status.HTTP_201_CREATED)
+
+
+class RolloutDetailApi(APIView):
+    @extend_schema(responses=RolloutDetailOutputSerializer)
+    def get(self, request: Request, name: str, rollout_id: int) -> Response:
+        endpoint = endpoint_get(actor=Actor.from_request(request), name=name)
+        return Response(RolloutDetailOutputSerializer(rollout_get(endpoint=endpoint, rollout_id=rollout_id)).data)
+
+
+class _RolloutActionApi(APIView):
+    service: ClassVar[Callable[..., Rollout]]
+
+    def act(self, request: Request, name: str, rollout_id: int, **kwargs: Any) -> Response:
+        actor = Actor.from_request(request)
+        rollout = rollout_get(endpoint=endpoint_get(actor=actor, name=name), rollout_id=rollout_id)
+        changed = type(self).service(actor=actor, rollout=rollout, **kwargs)
+        return Response(RolloutDetailOutputSerializer(changed).data)
+
+
+class RolloutPauseApi(_RolloutActionApi):
+    service = staticmethod(rollout_pause)
+
+    @extend_schema(request=None, responses={200: RolloutDetailOutputSerializer, **error_responses(409)})
+    def post(self, request: Request, name: str, rollout_id: int) -> Response:
+        """Stop judging a running rollout; the canary keeps its share."""
+        return self.act(request, name, rollout_id)
+
+
+class RolloutResumeApi(_RolloutActionApi):
+    service = staticmethod(rollout_resume)
+
+    @extend_schema(request=None, responses={200: RolloutDetailOutputSerializer, **error_responses(409)})
+    def post(self, request: Request, name: str, rollout_id: int) -> Response:
+        """Judge a paused rollout again; its step's bake time starts over."""
+        return self.act(request, name, rollout_id)
+
+
+class RolloutAdvanceApi(_RolloutActionApi):
+    service = staticmethod(rollout_advance)
+
+    @extend_schema(request=None, responses={200: RolloutDetailOutputSerializer, **error_responses(409)})
+    def post(self, request: Request, name: str, rollout_id: int) -> Response:
+        """Move to the next step now, skipping the rest of the bake (after the last step: promote)."""
+        return self.act(request, name, rollout_id)
+
+
+class RolloutAbortApi(_RolloutActionApi):
+    service = staticmethod(rollout_abort)
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=InputSerializer, responses={200: RolloutDetailOutputSerializer, **error_responses(409)})
+    def post(self, request: Request, name: str, rollout_id: int) -> Response:
+        """Stop the rollout and take its canary away (a release)."""
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self.act(request, name, rollout_id, reason=data.validated_data["reason"])

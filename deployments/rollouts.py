@@ -55,6 +55,7 @@ __all__ = [
     "rollout_judge",
     "rollout_pause",
     "rollout_resume",
+    "rollout_seconds_left",
     "rollouts_running",
 ]
 
@@ -136,6 +137,14 @@ def rollout_steps_validate(steps: list[dict[str, Any]]) -> list[dict[str, int]]:
     if problems:
         raise ApplicationError("invalid", "Invalid rollout steps.", {"steps": problems})
     return cleaned
+
+
+def rollout_seconds_left(rollout: Rollout, now: datetime | None = None) -> float | None:
+    """What is left of the current step's bake time; None unless the rollout is running."""
+    if rollout.state != RolloutState.RUNNING:
+        return None
+    elapsed = ((now or timezone.now()) - rollout.step_started_at).total_seconds()
+    return round(max(0.0, rollout.bake_seconds - elapsed), 1)
 
 
 def _benchmark_p50(version: ModelVersion) -> float | None:

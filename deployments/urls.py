@@ -10,4 +10,22 @@ urlpatterns = [
     path("endpoints/<str:name>/releases", apis.ReleaseListApi.as_view(), name="api-endpoint-releases"),
     path("endpoints/<str:name>/promote", apis.EndpointPromoteApi.as_view(), name="api-endpoint-promote"),
     path("endpoints/<str:name>/rollback", apis.EndpointRollbackApi.as_view(), name="api-endpoint-rollback"),
+    path("endpoints/<str:name>/rollouts", apis.RolloutListApi.as_view(), name="api-endpoint-rollouts"),
+    path("endpoints/<str:name>/rollouts/<int:rollout_id>", apis.RolloutDetailApi.as_view(), name="api-rollout"),
+    path(
+        "endpoints/<str:name>/rollouts/<int:rollout_id>/pause", apis.RolloutPauseApi.as_view(), name="api-rollout-pause"
+    ),
+    path(
+        "endpoints/<str:name>/rollouts/<int:rollout_id>/resume",
+        apis.RolloutResumeApi.as_view(),
+        name="api-rollout-resume",
+    ),
+    path(
+        "endpoints/<str:name>/rollouts/<int:rollout_id>/advance",
+        apis.RolloutAdvanceApi.as_view(),
+        name="api-rollout-advance",
+    ),
+    path(
+        "endpoints/<str:name>/rollouts/<int:rollout_id>/abort", apis.RolloutAbortApi.as_view(), name="api-rollout-abort"
+    ),
 ]

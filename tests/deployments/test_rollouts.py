@@ -250,3 +250,141 @@ def test_preflight_refuses_failed_parity_a_signature_change_and_a_slower_benchma
     assert not Rollout.objects.exists() and live(deck["endpoint"]).number == 1
     rollout = start(deck, gates={"benchmark_p50_slower": 0.5})
     assert rollout.preflight[2]["value"] == pytest.approx(0.3)
+
+
+BODY = {"version": 2, "steps": STEPS, "gates": {"error_rate": 0.02, "drift_psi": None}, "reason": "new recall"}
+URL = "/api/v1/endpoints/iris-prod/rollouts"
+
+
+@pytest.mark.django_db
+def test_api_starts_lists_reads_and_refuses_a_second_active_rollout(deck) -> None:
+    client = deck["dev"].token_client()
+    created = client.post(URL, BODY, format="json")
+    assert created.status_code == 201, created.json()
+    body = created.json()
+    assert {key: body[key] for key in ("endpoint", "version", "state", "step", "percent", "steps", "reason")} == {
+        "endpoint": "iris-prod",
+        "version": 2,
+        "state": "running",
+        "step": 1,
+        "percent": 5,
+        "steps": STEPS,
+        "reason": "new recall",
+    }
+    assert body["gates"] == {
+        "min_requests": 100,
+        "error_rate": 0.02,
+        "error_rate_relative": 2.0,
+        "p95_ratio": 1.5,
+        "disagreement_rate": 0.1,
+        "drift_psi": None,
+        "benchmark_p50_slower": 0.2,
+    }
+    assert body["seconds_left"] == pytest.approx(300, abs=5)
+    judge(Rollout.objects.get(pk=body["id"]), 20, Traffic(requests=150, errors=1, disagreements=0, p95_ms=12.0))
+    read = client.get(f"{URL}/{body['id']}").json()
+    error_rate = next(row for row in read["evaluations"] if row["gate"] == "error_rate")
+    assert error_rate == {
+        "gate": "error_rate",
+        "title": "canary error rate",
+        "status": "passed",
+        "passed": True,
+        "value": pytest.approx(0.0067),
+        "threshold": 0.02,
+        "window_seconds": 20.0,
+        "requests": 150,
+        "note": "",
+    }
+    assert {row["gate"] for row in read["history"]} >= {"error_rate", "min_requests"}
+    assert [r["id"] for r in client.get(URL).json()] == [body["id"]]
+    again = client.post(URL, {**BODY, "version": 3}, format="json")
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "rollout_active"
+    assert again.json()["error"]["detail"] == {"rollout": body["id"], "state": "running"}
+
+
+@pytest.mark.django_db
+def test_api_pause_resume_advance_and_abort(deck) -> None:
+    client = deck["dev"].token_client()
+    rollout = client.post(URL, BODY, format="json").json()
+    one = f"{URL}/{rollout['id']}"
+    paused = client.post(f"{one}/pause", format="json")
+    assert (paused.status_code, paused.json()["state"], paused.json()["seconds_left"]) == (200, "paused", None)
+    assert judge(Rollout.objects.get(pk=rollout["id"]), 999) is None  # a paused rollout is not judged
+    assert client.post(f"{one}/pause", format="json").json()["error"]["code"] == "rollout_state"
+    resumed = client.post(f"{one}/resume", format="json").json()
+    assert (resumed["state"], resumed["step"]) == ("running", 1)
+    assert resumed["step_started_at"] > rollout["step_started_at"]
+    advanced = client.post(f"{one}/advance", format="json").json()
+    assert (advanced["step"], advanced["percent"]) == (2, 25)
+    assert live(deck["endpoint"]).canary_percent == 25
+    assert AuditEvent.objects.filter(action="rollout.step", actor=deck["dev"].user).exists()
+    aborted = client.post(f"{one}/abort", {"reason": "enough"}, format="json").json()
+    assert aborted["state"] == "aborted" and aborted["outcome"].endswith("by dev at step 2: enough")
+    release = live(deck["endpoint"])
+    assert (release.primary.number, release.canary, release.action) == (1, None, "rollback")
+    assert client.post(f"{one}/advance", format="json").status_code == 409
+    # The endpoint is free again.
+    assert client.post(URL, {**BODY, "version": 3}, format="json").status_code == 201
+
+
+@pytest.mark.django_db
+def test_api_advance_past_the_last_step_promotes(deck) -> None:
+    client = deck["dev"].token_client()
+    rollout = client.post(URL, {**BODY, "steps": [{"percent": 10, "bake_seconds": 60}]}, format="json").json()
+    done = client.post(f"{URL}/{rollout['id']}/advance", format="json").json()
+    assert done["state"] == "succeeded"
+    assert live(deck["endpoint"]).primary.number == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"gates": {"speed": 1}}, "gates"),
+        ({"steps": [{"percent": 50, "bake_seconds": 1}, {"percent": 10, "bake_seconds": 1}]}, "steps"),
+        ({"steps": []}, "steps"),
+        ({"steps": [{"percent": 100, "bake_seconds": 1}]}, "steps"),
+    ],
+)
+def test_api_refuses_bad_steps_and_unknown_gates(deck, change, field) -> None:
+    answer = deck["dev"].token_client().post(URL, {**BODY, **change}, format="json")
+    assert answer.status_code == 400
+    assert field in answer.json()["error"]["detail"]
+    assert not Rollout.objects.exists()
+
+
+@pytest.mark.django_db
+def test_unknown_gates_are_named_with_the_known_ones(deck) -> None:
+    answer = deck["dev"].token_client().post(URL, {**BODY, "gates": {"speed": 1}}, format="json").json()
+    assert "speed" in answer["error"]["message"] and "p95_ratio" in answer["error"]["message"]
+
+
+@pytest.mark.django_db
+def test_api_preflight_refusal_lists_the_checks(deck) -> None:
+    ModelVersion.objects.filter(pk=deck["versions"][1].pk).update(parity={"passed": False, "reason": "diff"})
+    answer = deck["dev"].token_client().post(URL, BODY, format="json")
+    assert answer.status_code == 409
+    error = answer.json()["error"]
+    assert error["code"] == "preflight_failed"
+    assert [(c["gate"], c["passed"]) for c in error["detail"]["checks"]] == [
+        ("parity", False),
+        ("signature", True),
+        ("benchmark_p50_slower", None),
+    ]
+
+
+@pytest.mark.django_db
+def test_permissions_and_team_isolation(deck, make_member, team_b) -> None:
+    rollout = deck["dev"].token_client().post(URL, BODY, format="json").json()
+    viewer = deck["viewer"].token_client()
+    assert viewer.get(f"{URL}/{rollout['id']}").status_code == 200
+    assert viewer.post(f"{URL}/{rollout['id']}/pause", format="json").status_code == 403
+    assert viewer.post(URL, {**BODY, "version": 3}, format="json").status_code == 403
+    outsider = make_member(team=team_b, role=Role.ADMIN).token_client()
+    assert outsider.get(URL).status_code == 404
+    assert outsider.get(f"{URL}/{rollout['id']}").status_code == 404
+    assert outsider.post(f"{URL}/{rollout['id']}/abort", format="json").status_code == 404
+    assert Rollout.objects.get(pk=rollout["id"]).state == "running"
+    Endpoint.objects.filter(pk=deck["endpoint"].pk).update(protected=True)
+    assert deck["dev"].token_client().post(f"{URL}/{rollout['id']}/pause", format="json").status_code == 403
