@@ -57,17 +57,34 @@ class AlertEvaluator:
         self._fired: set[tuple[int, int, int]] = set()  # (rule, release, version) fired by or seen in this process
         # The last drift window of each (endpoint, version): (its last second, sampled rows, largest PSI).
         self._drift: dict[tuple[str, int], tuple[int, int, float]] = {}
+        # Endpoints whose traffic is kept for something else than a rule (running rollouts), and how far back.
+        self._also: set[str] = set()
+        self._also_horizon = 0
+
+    def watch(self, endpoints: set[str], horizon: int) -> None:
+        """Keep these endpoints' traffic too, `horizon` seconds back (at most MAX_WINDOW_SECONDS): rollouts judge it."""
+        self._also = endpoints
+        self._also_horizon = min(horizon, MAX_WINDOW_SECONDS)
+
+    def totals(self, key: SeriesKey, first: int, last: int) -> tuple[int, ...] | None:
+        """One series' sums over the seconds first..last (count, errors, disagreements, latency buckets), if kept."""
+        track = self._tracks.get(key)
+        return track.between(first, last) if track is not None else None
+
+    def drift(self, endpoint: str, version: int) -> tuple[int, int, float] | None:
+        """The latest drift window of a version: (its last second, sampled rows, largest PSI), if any."""
+        return self._drift.get((endpoint, version))
 
     def observe(self, second: int, window: dict[SeriesKey, Series]) -> None:
         """Keep one second's window (copied: the flusher goes on merging these series into its minutes)."""
-        watched = self._watched
+        watched = None if self._watched is None else self._watched | self._also
         for key, series in window.items():
             if watched is None or key[0] in watched:
                 track = self._tracks.get(key)
                 if track is None:
                     track = self._tracks[key] = RunningTotals()
                 track.add(second, series)
-        oldest = second - self._horizon + 1
+        oldest = second - self.horizon + 1
         for key, track in list(self._tracks.items()):
             if watched is not None and key[0] not in watched:
                 del self._tracks[key]  # its endpoint has no enabled rule any more
@@ -148,8 +165,8 @@ class AlertEvaluator:
 
     @property
     def horizon(self) -> int:
-        """How many seconds back the enabled rules' windows reach (the longest, at most MAX_WINDOW_SECONDS)."""
-        return self._horizon
+        """How many seconds back the enabled rules' windows (and the watched rollouts) reach, at most an hour."""
+        return max(self._horizon, self._also_horizon)
 
     async def rules_refresh(self) -> None:
         """Re-read the enabled rules and their endpoints' live releases (at most every RULES_REFRESH_SECONDS)."""

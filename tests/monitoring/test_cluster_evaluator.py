@@ -91,3 +91,65 @@ async def test_the_holder_reads_late_seconds_once_and_only_new_ones(canary: Cana
     await evaluator.tick(now + 2)  # nothing new: nothing counted twice, nothing fired twice
     assert await sync_to_async(Alert.objects.count)() == 1
     assert await sync_to_async(MetricSecond.objects.count)() == 2
+
+
+async def _rollout_started(canary: Canary, gates: dict | None = None):
+    from deployments.rollouts import rollout_create
+    from teams.permissions import Actor
+
+    steps = [{"percent": 5, "bake_seconds": 2}, {"percent": 50, "bake_seconds": 2}]
+    return await sync_to_async(rollout_create)(
+        actor=Actor(user=canary.dev.user),
+        endpoint=canary.endpoint,
+        version=canary.versions[2],
+        steps=steps,
+        gates={"min_requests": 20, **(gates or {})},
+    )
+
+
+async def _serve(seconds: range, canary_errors: int, processes: tuple[str, ...] = ("web-a:1", "web-b:2")) -> None:
+    """Each process answers 15 canary requests (some of them 5xx) and 100 primary ones a second."""
+    for second in seconds:
+        for process in processes:
+            await sync_to_async(write)(process, second, 15, canary_errors)
+            await sync_to_async(write)(process, second, 100, 0, version=1, role="primary")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_evaluator_takes_a_healthy_rollout_to_a_promote(canary: Canary) -> None:
+    from deployments.models import Rollout
+
+    rollout = await _rollout_started(canary)
+    a, b = ClusterEvaluator("web-a:1"), ClusterEvaluator("web-b:2")
+    start = int(rollout.step_started_at.timestamp())
+    await _serve(range(start, start + 4), canary_errors=0)
+    # Read 2 s behind: at start + 5 the seconds up to start + 3 are in, the 2 s bake is over, 120 canary requests.
+    for evaluator in (a, b):
+        await evaluator.tick(start + 5)
+    stepped = await sync_to_async(Rollout.objects.get)(pk=rollout.pk)
+    assert (stepped.state, stepped.step, stepped.evaluations["min_requests"]["value"]) == ("running", 2, 120)
+    second_start = int(stepped.step_started_at.timestamp())
+    await _serve(range(second_start, second_start + 4), canary_errors=0)
+    await a.tick(second_start + 5)
+    done = await sync_to_async(Rollout.objects.get)(pk=rollout.pk)
+    assert done.state == "succeeded"
+    last = (await sync_to_async(releases)(canary.endpoint))[-1]
+    assert (last[2], last[3]) == (2, None)  # v2 is the primary, no canary left
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_evaluator_rolls_a_failing_rollout_back_with_its_numbers(canary: Canary) -> None:
+    from deployments.models import Rollout
+
+    rollout = await _rollout_started(canary)
+    evaluator = ClusterEvaluator("web-a:1")
+    start = int(rollout.step_started_at.timestamp())
+    # 15 canary requests a second from each process, 3 of them 500: 20 % errors; neither process alone has 20 in
+    # its first second, together they do.
+    await _serve(range(start, start + 1), canary_errors=3)
+    await evaluator.tick(start + 1 + READ_LAG_SECONDS)
+    failed = await sync_to_async(Rollout.objects.get)(pk=rollout.pk)
+    assert failed.state == "rolled_back", failed.evaluations
+    assert "0.2" in failed.outcome and "30 requests" in failed.outcome, failed.outcome
+    last = (await sync_to_async(releases)(canary.endpoint))[-1]
+    assert (last[2], last[3]) == (1, None)  # the canary removed, v1 serves everything
