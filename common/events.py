@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from common.channel_groups import team_group, user_group
 from common.models import OutboxEvent
+from common.signals import team_event_published
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,7 +56,17 @@ def _team_message(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"type": "team.event", "event": {"kind": kind, "data": data}}
 
 
+def _team_event_receivers_notify(team: str, kind: str, data: dict[str, Any]) -> None:
+    """Tell the receivers of `team_event_published` (webhooks record their deliveries) before the live stream.
+
+    First, so a delivery row is written even when the stream (Redis) is away. send_robust: a receiver that fails is
+    logged by Django, and the live notice still goes out.
+    """
+    team_event_published.send_robust(sender=None, team=team, kind=kind, data=data)
+
+
 async def team_event_publish_async(*, team: str, kind: str, data: dict[str, Any]) -> None:
+    await sync_to_async(_team_event_receivers_notify)(team, kind, data)
     if events_through_outbox():
         await sync_to_async(OutboxEvent.objects.create)(team=team, kind=kind, data=data)
         return
@@ -63,7 +74,8 @@ async def team_event_publish_async(*, team: str, kind: str, data: dict[str, Any]
 
 
 def team_event_publish(*, team: str, kind: str, data: dict[str, Any]) -> None:
-    """Send an event to every socket of the team (from sync code: services, tasks)."""
+    """Send an event to every socket of the team (from sync code: services, tasks), and to its webhooks."""
+    _team_event_receivers_notify(team, kind, data)
     if events_through_outbox():
         OutboxEvent.objects.create(team=team, kind=kind, data=data)
         return

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "channels",
     "common",
     "teams",
+    "webhooks",
     "registry",
     "deployments",
     "serving",
@@ -158,6 +159,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "jobs-reap": {"task": "registry.tasks.jobs_reap_task", "schedule": 30.0},
     "metric-minutes-prune": {"task": "monitoring.tasks.metric_minutes_prune_task", "schedule": 3600.0},
     "idempotency-keys-prune": {"task": "common.tasks.idempotency_keys_prune_task", "schedule": 3600.0},
+    "webhook-deliveries-sweep": {"task": "webhooks.tasks.webhook_deliveries_sweep_task", "schedule": 30.0},
+    "webhook-deliveries-prune": {"task": "webhooks.tasks.webhook_deliveries_prune_task", "schedule": 3600.0},
 }
 
 # --- auth, sessions, security -------------------------------------------------------------------
@@ -195,6 +198,10 @@ MODELDECK_LOGIN_FAILURES_PER_ADDRESS = env.int("MODELDECK_LOGIN_FAILURES_PER_ADD
 MODELDECK_TOKEN_FAILURES_PER_ADDRESS = env.int("MODELDECK_TOKEN_FAILURES_PER_ADDRESS", default=20)
 MODELDECK_AUTH_LOCKOUT_SECONDS = env.int("MODELDECK_AUTH_LOCKOUT_SECONDS", default=60)
 MODELDECK_AUTH_LOCKOUT_MAX_SECONDS = env.int("MODELDECK_AUTH_LOCKOUT_MAX_SECONDS", default=15 * 60)
+# Team webhooks may point at private, loopback and link-local addresses (a receiver on the same network, the usual
+# self-hosted case). False refuses them at creation and before every attempt, so a team admin cannot make the workers
+# call internal services (docs/security.md).
+MODELDECK_WEBHOOK_ALLOW_PRIVATE = env.bool("MODELDECK_WEBHOOK_ALLOW_PRIVATE", default=True)
 
 # --- i18n, static -------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
