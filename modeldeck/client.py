@@ -35,7 +35,7 @@ from modeldeck.errors import (
     WaitTimeout,
     error_from_response,
 )
-from modeldeck.resources import JOB_DONE_STATUSES, Endpoint, Job, Me, Model, Release, Version
+from modeldeck.resources import JOB_DONE_STATUSES, Endpoint, Job, Me, Model, Release, Rollout, RolloutStep, Version
 
 UploadProgress = Callable[[int, int], None]
 JobProgress = Callable[[Job], None]
@@ -374,6 +374,38 @@ class Client:
         return cast(
             Release, self._json("POST", f"/api/v1/endpoints/{_segment(name)}/rollback", json={"reason": reason})
         )
+
+    def start_rollout(
+        self,
+        name: str,
+        version: int,
+        *,
+        steps: list[RolloutStep],
+        gates: dict[str, float | None] | None = None,
+        allow_signature_change: bool = False,
+        reason: str = "",
+    ) -> Rollout:
+        """Start a rollout: the version's canary share moves step by step while the gates hold, then it is promoted.
+
+        `gates` overrides thresholds by name (None turns one off). A failed pre-flight check raises `Invalid` (code
+        `preflight_failed`, the checks in `detail["checks"]`); an active rollout, `Invalid` (code `rollout_active`).
+        """
+        body: dict[str, Any] = {"version": int(version), "steps": steps, "gates": gates or {}, "reason": reason}
+        if allow_signature_change:
+            body["allow_signature_change"] = True
+        return cast(Rollout, self._json("POST", f"/api/v1/endpoints/{_segment(name)}/rollouts", json=body))
+
+    def rollouts(self, name: str) -> list[Rollout]:
+        """The endpoint's rollouts, newest first."""
+        return cast(list[Rollout], self._json("GET", f"/api/v1/endpoints/{_segment(name)}/rollouts"))
+
+    def get_rollout(self, name: str, rollout_id: int) -> Rollout:
+        return cast(Rollout, self._json("GET", f"/api/v1/endpoints/{_segment(name)}/rollouts/{int(rollout_id)}"))
+
+    def rollout_action(self, name: str, rollout_id: int, action: str, *, reason: str = "") -> Rollout:
+        """`pause`, `resume`, `advance` or `abort` (with `reason`) a rollout."""
+        path = f"/api/v1/endpoints/{_segment(name)}/rollouts/{int(rollout_id)}/{_segment(action)}"
+        return cast(Rollout, self._json("POST", path, json={"reason": reason} if action == "abort" else {}))
 
     def delete_endpoint(self, name: str, *, confirm: str) -> None:
         """Delete an endpoint (it stops serving at once; the model's versions stay); `confirm` repeats its name."""

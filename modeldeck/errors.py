@@ -21,6 +21,8 @@ EXIT_INVALID = 5
 EXIT_PARITY_FAILED = 6
 EXIT_JOB_FAILED = 7
 EXIT_CONNECTION = 8
+EXIT_ROLLED_BACK = 9
+EXIT_ABORTED = 10
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (not listed in the help: no pipeline acts on it)
 
 # The error table: what each exit code means, as `modeldeck --help` lists it. Each error class below names its
@@ -36,6 +38,8 @@ EXIT_CODE_MEANINGS: dict[int, str] = {
     EXIT_PARITY_FAILED: "parity failed (a waited-for conversion produced a version whose parity report failed)",
     EXIT_JOB_FAILED: "job failed or cancelled (a conversion or benchmark job, or the processing of an upload)",
     EXIT_CONNECTION: "connection error or timeout (the server could not be reached, or a wait ran past --timeout)",
+    EXIT_ROLLED_BACK: "rolled back (a waited-for rollout failed a gate and removed its canary by itself)",
+    EXIT_ABORTED: "aborted (a waited-for rollout was aborted, or a manual release took the endpoint over)",
 }
 
 EXIT_CODES_HELP = "exit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items())
@@ -108,6 +112,18 @@ class ParityFailed(ModelDeckError):
     """Raise when a converted version's parity report failed (and no admin accepted it)."""
 
     exit_code = EXIT_PARITY_FAILED
+
+
+class RolloutRolledBack(ModelDeckError):
+    """Raise when a waited-for rollout rolled back by itself on a failing gate."""
+
+    exit_code = EXIT_ROLLED_BACK
+
+
+class RolloutAborted(ModelDeckError):
+    """Raise when a waited-for rollout was aborted (by a person, or by a manual release on its endpoint)."""
+
+    exit_code = EXIT_ABORTED
 
 
 class UsageError(ModelDeckError):

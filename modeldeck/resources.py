@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class TeamRole(TypedDict):
@@ -105,5 +105,46 @@ class Endpoint(TypedDict):
     release: Release
     created_at: str
 
+
+class RolloutStep(TypedDict):
+    percent: int
+    bake_seconds: int
+
+
+class GateEvaluation(TypedDict):
+    gate: str
+    title: str
+    status: str  # passed, failed, waiting (fewer canary requests than the minimum), skipped
+    passed: bool | None
+    value: float | None
+    threshold: float | None
+    window_seconds: float
+    requests: int
+    note: str
+
+
+class Rollout(TypedDict):
+    id: int
+    endpoint: str
+    version: int
+    state: str  # pending_approval, running, paused, succeeded, rolled_back, aborted
+    step: int
+    steps: list[RolloutStep]
+    percent: int
+    step_started_at: str
+    seconds_left: float | None
+    gates: dict[str, float | None]
+    preflight: list[dict[str, Any]]
+    evaluations: list[GateEvaluation]
+    evaluated_at: str | None
+    reason: str
+    outcome: str
+    actor: str | None
+    created_at: str
+    finished_at: str | None
+    history: NotRequired[list[dict[str, Any]]]  # one rollout's read: the evaluations kept when a verdict changed
+
+
+ROLLOUT_DONE_STATES = ("succeeded", "rolled_back", "aborted")
 
 JOB_DONE_STATUSES = ("succeeded", "failed", "cancelled")

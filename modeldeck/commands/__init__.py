@@ -18,6 +18,7 @@ from modeldeck.commands import (
     predict,
     push,
     releases,
+    rollouts,
     status,
     versions,
 )
@@ -32,6 +33,7 @@ REGISTERS: tuple[Callable[[CommandAdd], None], ...] = (
     benchmark.register,
     deploy.register,
     releases.register,
+    rollouts.register,
     archive.register,
     status.register,
     predict.register,
