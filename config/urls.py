@@ -17,6 +17,7 @@ urlpatterns = [
         name="api-docs",
     ),
     path("api/v1/", include("teams.urls")),
+    path("api/v1/", include("webhooks.urls")),
     path("api/v1/", include("registry.urls")),
     path("api/v1/", include("deployments.urls")),
     path("api/v1/", include("monitoring.api_urls")),
