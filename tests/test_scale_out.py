@@ -7,6 +7,7 @@ other one finishes it; tests/registry/test_worker_kill.py goes through that reco
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -15,9 +16,11 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -28,12 +31,13 @@ from deployments.models import Release
 from deployments.services import endpoint_create
 from monitoring.models import Alert
 from registry.choices import JobStatus
-from registry.models import Job
+from registry.models import Job, ModelVersion
 from registry.services.jobs import JOB_LOST_AFTER, jobs_reap
-from registry.services.versions import registered_model_create
+from registry.services.versions import Upload, model_version_create, registered_model_create
 from teams.choices import Role
 from teams.permissions import Actor
 from tests.deployments.test_endpoint_apis import add_version
+from tests.registry.model_files import onnx_failing_past_one_row
 from tests.registry.test_worker_kill import Worker, celery_broker, redeliver_unacked, wait_until, worker_setup
 from tests.test_stack_smoke import Output
 
@@ -99,6 +103,54 @@ def served_version(web: Web, token: str) -> int:
     )
     assert response.status_code == 200, response.text
     return int(response.json()["model_version"])
+
+
+def bad_version(model: Any, actor: Actor, tmp_path: Path) -> ModelVersion:
+    """A version that loads and answers one row, and answers 500 to any request of two (BODY has two)."""
+    path = onnx_failing_past_one_row(tmp_path / "fails.onnx")
+    upload = Upload(path, path.name, hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size)
+    return model_version_create(actor=actor, model=model, upload=upload)
+
+
+@contextmanager
+def load(webs: list[Web], token: str, answers: list[tuple[int, str]]) -> Iterator[None]:
+    """Four clients sending BODY round robin to the web processes until the block ends: (status, version) kept."""
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10) as http:
+            turn = 0
+            while not stop.is_set():
+                response = http.post(f"{webs[turn % len(webs)].url}/v2/models/iris/infer", content=BODY)
+                # An answer names its version in a header; a refusal, in its message.
+                answers.append((response.status_code, response.headers.get("x-modeldeck-version") or response.text))
+                turn += 1
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+
+
+def rollout(web: Web, auth: dict[str, str], version: int, gates: dict[str, Any]) -> int:
+    steps = [{"percent": 20, "bake_seconds": 3}, {"percent": 50, "bake_seconds": 3}]
+    body = {"version": version, "steps": steps, "gates": gates, "reason": "scale-out test"}
+    started = httpx.post(f"{web.url}/api/v1/endpoints/iris/rollouts", json=body, headers=auth, timeout=10)
+    assert started.status_code == 201, started.text
+    return int(started.json()["id"])
+
+
+def rollout_outcome(web: Web, auth: dict[str, str], rollout_id: int) -> str:
+    def finished() -> str | None:
+        state = httpx.get(f"{web.url}/api/v1/endpoints/iris/rollouts/{rollout_id}", headers=auth).json()["state"]
+        return None if state in ("running", "paused") else str(state)
+
+    return str(wait_until(finished, 60, f"rollout {rollout_id} to finish", poll=0.25))
 
 
 @pytest.mark.django_db(transaction=True)  # committed rows: every process here is another process
@@ -186,6 +238,25 @@ def test_two_web_processes_and_two_workers_share_the_load_and_the_state(
                 poll=0.2,
             )
             assert {job.worker.split("@")[0] for job in jobs} == {"scale-1", "scale-2"}
+
+            # 2b. Rollouts judged once for both processes, under load from both: v2 goes to 100 % step by step, then
+            #     v7, a version that fails on any request of two rows, is rolled back by its error-rate gate. No
+            #     request fails but those v7 answered (no connection error, no 5xx from a switch of releases).
+            gone = httpx.delete(f"{webs[0].url}/api/v1/endpoints/iris/alert-rules/{created.json()['id']}", headers=auth)
+            assert gone.status_code == 204, gone.text
+            bad = bad_version(model, actor, tmp_path)
+            answers_by_version: list[tuple[int, str]] = []
+            with load(webs, dev.token, answers_by_version):
+                healthy = rollout(webs[0], auth, 2, gates={"min_requests": 20, "p95_ratio": None})
+                assert rollout_outcome(webs[1], auth, healthy) == "succeeded"
+                failing = rollout(webs[1], auth, bad.number, gates={"min_requests": 20, "p95_ratio": None})
+                assert rollout_outcome(webs[0], auth, failing) == "rolled_back"
+            outcome = httpx.get(f"{webs[0].url}/api/v1/endpoints/iris/rollouts/{failing}", headers=auth).json()
+            print(f"\nrolled back: {outcome['outcome']}")
+            assert "canary error rate" in outcome["outcome"]
+            assert served_version(webs[1], dev.token) == 2  # v2 promoted, v7 gone
+            failed = [(status, said) for status, said in answers_by_version if status != 200]
+            assert failed and all(status == 500 and f"v{bad.number} failed to run" in said for status, said in failed)
 
             # 3. A web process killed under load: a client that retries on the other loses no request.
             answers: list[int] = []

@@ -53,6 +53,7 @@ class Judged:
     primary: int
     shadow: int | None
     since: int  # the second its step started
+    bake_seconds: int  # how long the step must hold
 
 
 def _rollouts_judged() -> list[Judged]:
@@ -75,6 +76,7 @@ def _rollouts_judged() -> list[Judged]:
                 primary=release.primary.number,
                 shadow=release.shadow.number if release.shadow else None,
                 since=int(rollout.step_started_at.timestamp()),
+                bake_seconds=int(rollout.steps[rollout.step - 1]["bake_seconds"]),
             )
         )
     return judged
@@ -104,6 +106,8 @@ class ClusterEvaluator:
         self._drift_after: datetime | None = None
         self._pruned_at = -math.inf
         self._judged: list[Judged] = []
+        self._kept: set[str] | None = None  # the endpoints kept by the last read, and how far back
+        self._reach = 0
 
     async def tick(self, now: float) -> None:
         """Take or keep the lease; if held, read what every process wrote up to now - READ_LAG_SECONDS and judge."""
@@ -133,9 +137,19 @@ class ClusterEvaluator:
     async def _read(self, upto: int) -> None:
         await self.alerts.rules_refresh()
         self._judged = await _db(_rollouts_judged)
-        # Their endpoints' traffic is kept as long as their steps bake (plus a little).
-        horizon = max((upto - judged.since + 5 for judged in self._judged), default=0)
+        # Their endpoints' traffic is kept as long as their steps bake, and a minute more (a judge that waits for
+        # the minimum requests can look past the bake time).
+        horizon = max((judged.bake_seconds + 60 for judged in self._judged), default=0)
         self.alerts.watch({judged.endpoint for judged in self._judged}, horizon)
+        # A new rule or rollout (another endpoint, or a longer window) needs seconds already read past and dropped:
+        # read its horizon again, from a clean slate (what was fired stays fired).
+        watched, reach = self.alerts.watched, self.alerts.horizon
+        if self._read_upto is not None and (
+            reach > self._reach or (watched is not None and not watched <= (self._kept or set()))
+        ):
+            self.alerts.forget_traffic()
+            self._read_upto = None
+        self._kept, self._reach = watched, reach
         first = self._read_upto if self._read_upto is not None else upto - self.alerts.horizon
         if upto > first:
             seconds = await _db(metric_seconds_between, after=first, upto=upto)

@@ -66,6 +66,15 @@ class AlertEvaluator:
         self._also = endpoints
         self._also_horizon = min(horizon, MAX_WINDOW_SECONDS)
 
+    @property
+    def watched(self) -> set[str] | None:
+        """The endpoints whose traffic is kept (None until the rules are first read: everything)."""
+        return None if self._watched is None else self._watched | self._also
+
+    def forget_traffic(self) -> None:
+        """Drop the traffic kept so far (it is about to be read again from the start of a longer horizon)."""
+        self._tracks.clear()
+
     def totals(self, key: SeriesKey, first: int, last: int) -> tuple[int, ...] | None:
         """One series' sums over the seconds first..last (count, errors, disagreements, latency buckets), if kept."""
         track = self._tracks.get(key)
@@ -77,7 +86,7 @@ class AlertEvaluator:
 
     def observe(self, second: int, window: dict[SeriesKey, Series]) -> None:
         """Keep one second's window (copied: the flusher goes on merging these series into its minutes)."""
-        watched = None if self._watched is None else self._watched | self._also
+        watched = self.watched
         for key, series in window.items():
             if watched is None or key[0] in watched:
                 track = self._tracks.get(key)

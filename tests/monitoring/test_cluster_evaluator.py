@@ -153,3 +153,18 @@ async def test_the_evaluator_rolls_a_failing_rollout_back_with_its_numbers(canar
     assert "0.2" in failed.outcome and "30 requests" in failed.outcome, failed.outcome
     last = (await sync_to_async(releases)(canary.endpoint))[-1]
     assert (last[2], last[3]) == (1, None)  # the canary removed, v1 serves everything
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_rule_made_after_its_traffic_was_read_still_judges_it(canary: Canary, monkeypatch) -> None:
+    monkeypatch.setattr("monitoring.alerts.evaluation.RULES_REFRESH_SECONDS", 0.0)
+    evaluator = ClusterEvaluator("web-a:1")
+    now = time.time() + 3
+    second = int(now) - READ_LAG_SECONDS
+    await sync_to_async(write)("web-a:1", second, 30, 6)
+    await sync_to_async(write)("web-b:2", second, 30, 6)
+    await evaluator.tick(now)  # read while no rule watched the endpoint: dropped
+    await sync_to_async(rule_create)(canary.endpoint)
+    await evaluator.tick(now + 1)  # the new rule's window is read again
+    [alert] = await sync_to_async(list)(Alert.objects.all())
+    assert (alert.requests, alert.value) == (60, 0.2)

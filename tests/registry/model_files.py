@@ -66,6 +66,21 @@ def _onnx_model(features: int, classes: int, seed: int) -> Any:
     return model
 
 
+def onnx_failing_past_one_row(path: Path, seed: int = 0) -> Path:
+    """Write the tiny softmax model with a Reshape to one row first: it loads and answers one row (as the load check
+    and warm-up call it), and fails at run time (onnxruntime RUNTIME_EXCEPTION: a 500) on any request of two rows.
+    A version that answers badly, for rollouts and rollback rules to catch."""
+    from onnx import helper, numpy_helper
+
+    model = _onnx_model(FEATURES, CLASSES, seed)
+    shape = numpy_helper.from_array(np.array([1, FEATURES], dtype=np.int64), name="one_row")
+    model.graph.initializer.append(shape)
+    model.graph.node.insert(0, helper.make_node("Reshape", ["x", "one_row"], ["x_one"]))
+    model.graph.node[1].input[0] = "x_one"  # MatMul reads the reshaped rows
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
 def onnx_with_unknown_op(path: Path, domain: str = "com.example.tenant") -> Path:
     """Write an ONNX model x[N, 4] -> y[N, 4] through an op of a custom domain: onnx.checker passes it (it cannot
     know the domain's ops), and no runtime has the op, so it never loads."""
