@@ -9,6 +9,7 @@ urlpatterns = [
     path("teams/<str:team>/", views.team_detail, name="team-detail"),
     path("teams/<str:team>/endpoints/", views.endpoint_list_page, name="endpoint-list"),
     path("endpoints/<str:name>/", views.endpoint_page, name="endpoint-page"),
+    path("endpoints/<str:name>/rollout/", views.endpoint_rollout, name="endpoint-rollout"),
     path("endpoints/<str:name>/settings/", views.endpoint_settings, name="endpoint-settings"),
     path("endpoints/<str:name>/delete/", views.endpoint_delete_page, name="endpoint-delete"),
     path(

@@ -24,6 +24,7 @@ primary's (or `allow_signature_change`), and the benchmark gate above.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -145,6 +146,30 @@ def rollout_seconds_left(rollout: Rollout, now: datetime | None = None) -> float
         return None
     elapsed = ((now or timezone.now()) - rollout.step_started_at).total_seconds()
     return round(max(0.0, rollout.bake_seconds - elapsed), 1)
+
+
+def _duration_seconds(text: str) -> int:
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?", text.strip().lower())
+    if not text.strip() or match is None:
+        raise ApplicationError("invalid", f"{text!r} is not a duration.", {"bake": ["Use e.g. 300, 90s, 5m or 1h30m."]})
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def rollout_steps_parse(percents: str, bake: str) -> list[dict[str, Any]]:
+    """Steps as a person types them: "5,25,50" and one bake time for all ("5m") or one per step ("5m,10m,10m")."""
+    try:
+        shares = [int(part) for part in percents.split(",") if part.strip()]
+    except ValueError:
+        raise ApplicationError(
+            "invalid", "Invalid steps.", {"steps": ["Percents separated by commas, e.g. 5,25,50."]}
+        ) from None
+    bakes = [_duration_seconds(part) for part in (bake or "5m").split(",")]
+    if len(bakes) not in (1, len(shares)):
+        raise ApplicationError("invalid", "Invalid bake times.", {"bake": ["Give one, or one per step."]})
+    return [
+        {"percent": share, "bake_seconds": bakes[0] if len(bakes) == 1 else bakes[i]} for i, share in enumerate(shares)
+    ]
 
 
 def _benchmark_p50(version: ModelVersion) -> float | None:

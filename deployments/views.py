@@ -12,7 +12,18 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from common.errors import ApplicationError, NotFoundError, PermissionDeniedError
 from deployments.compatibility import tensor_text
-from deployments.models import Endpoint
+from deployments.models import Endpoint, Rollout
+from deployments.rollouts import (
+    GATE_LABELS,
+    ROLLOUT_GATE_DEFAULTS,
+    rollout_abort,
+    rollout_advance,
+    rollout_create,
+    rollout_pause,
+    rollout_resume,
+    rollout_seconds_left,
+    rollout_steps_parse,
+)
 from deployments.selectors import (
     endpoint_change_action,
     endpoint_get,
@@ -21,6 +32,9 @@ from deployments.selectors import (
     release_list,
     release_live_list_for_team,
     release_rollback_plan,
+    rollout_active,
+    rollout_active_by_endpoint,
+    rollout_list,
     version_recent_list,
     version_signature_differences,
 )
@@ -71,12 +85,21 @@ def team_detail(request: HttpRequest, team: str) -> HttpResponse:
         "can_develop": actor_can(actor=actor, team=obj, action=Action.DEVELOP),
         "members": membership_list(actor=actor, team=obj),
         "recent_events": audit_event_list(actor=actor, team=obj)[:10],
-        "releases": release_live_list_for_team(team=obj),
+        "releases": _releases_with_rollouts(obj),
         "jobs": job_list(actor=actor, team_slug=obj.slug).filter(status__in=ACTIVE_JOB_STATUSES)[:DASHBOARD_ROWS],
         "versions": version_recent_list(team=obj)[:DASHBOARD_ROWS],
     }
     fragment = TEAM_FRAGMENTS.get(request.GET.get("fragment", "")) if request.headers.get("HX-Request") else None
     return render(request, fragment or "teams/team_detail.html", context)
+
+
+def _releases_with_rollouts(team: Any) -> list[Any]:
+    """The team's live releases, each with its endpoint's active rollout (or None) for the tiles: two queries."""
+    rollouts = rollout_active_by_endpoint(team=team)
+    releases = list(release_live_list_for_team(team=team))
+    for release in releases:
+        release.rollout = rollouts.get(release.endpoint_id)  # type: ignore[attr-defined]
+    return releases
 
 
 @require_GET
@@ -233,7 +256,11 @@ def endpoint_page(request: HttpRequest, name: str) -> HttpResponse:
                     "primary": exc.detail["primary"],
                     "differences": _difference_rows(exc.detail["differences"]),
                 }
-    context = {**_endpoint_context(actor, endpoint, error), "refused": refused}
+    context = {
+        **_endpoint_context(actor, endpoint, error),
+        "refused": refused,
+        "rollout_card": _rollout_context(actor, endpoint),
+    }
     status = 200 if not error else 409 if refused else 400
     if request.method == "POST" and request.headers.get("HX-Request"):
         return render(request, "deployments/_release_refusal.html", context, status=status)
@@ -356,3 +383,111 @@ def endpoint_delete_page(request: HttpRequest, name: str) -> HttpResponse:
         return render(request, "deployments/endpoint_page.html", context, status=exc.status_code)
     messages.success(request, f"Endpoint {name} is deleted: it no longer serves. Its model's versions stay.")
     return redirect("endpoint-list", team=team)
+
+
+ROLLOUT_OPERATIONS = {"pause": rollout_pause, "resume": rollout_resume, "advance": rollout_advance}
+
+
+def _gate_rows(rollout: Rollout | None) -> list[dict[str, Any]]:
+    """Each gate that is on, with its threshold and its latest evaluation (empty until the rollout is judged)."""
+    if rollout is None:
+        return []
+    latest = rollout.evaluations or {}
+    return [
+        {"gate": gate, "title": GATE_LABELS[gate], "set": value, **latest.get(gate, {})}
+        for gate, value in rollout.gates.items()
+        if value is not None and gate != "benchmark_p50_slower"
+    ]
+
+
+def _rollout_context(
+    actor: Actor, endpoint: Endpoint, error: str = "", form: dict[str, str] | None = None
+) -> dict[str, Any]:
+    active = rollout_active(endpoint=endpoint)
+    current = release_current(endpoint=endpoint)
+    versions = endpoint.model.versions.filter(status=VersionStatus.READY, format__in=SERVED_FORMATS).exclude(
+        pk=current.primary_id
+    )
+    return {
+        "team": endpoint.team,
+        "endpoint": endpoint,
+        "rollout": active,
+        "seconds_left": rollout_seconds_left(active) if active else None,
+        "gate_rows": _gate_rows(active),
+        "last": None if active else rollout_list(endpoint=endpoint).first(),
+        "defaults": [(gate, GATE_LABELS[gate], value) for gate, value in ROLLOUT_GATE_DEFAULTS.items()],
+        "versions": versions.order_by("-number"),
+        "can_change": actor_can(actor=actor, team=endpoint.team, action=endpoint_change_action(endpoint)),
+        "error": error,
+        "form": form or {},
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@domain_errors_as_http
+def endpoint_rollout(request: HttpRequest, name: str) -> HttpResponse:
+    """The endpoint page's rollout card; POST starts a rollout or pauses, resumes, advances or aborts the active one."""
+    actor = Actor(user=request.user)
+    endpoint = endpoint_get(actor=actor, name=name)
+    error = ""
+    form: dict[str, str] = {}
+    if request.method == "POST":
+        operation = request.POST.get("operation", "")
+        try:
+            if operation == "start":
+                form = {key: request.POST.get(key, "") for key in ("version", "steps", "bake", "reason")}
+                number = _int(form["version"])
+                version = endpoint.model.versions.filter(number=number).first() if number is not None else None
+                if version is None:
+                    raise NotFoundError(f"'{endpoint.model.name}' has no version {form['version']}.")
+                gates: dict[str, float | None] = {}
+                for gate in ROLLOUT_GATE_DEFAULTS:
+                    raw = request.POST.get(f"gate_{gate}", "").strip()
+                    form[f"gate_{gate}"] = raw
+                    if raw.lower() in ("", "off"):
+                        gates[gate] = None
+                        continue
+                    try:
+                        gates[gate] = float(raw)
+                    except ValueError:
+                        raise ApplicationError(
+                            "invalid", f"The {GATE_LABELS[gate]} gate needs a number, or off."
+                        ) from None
+                rollout_create(
+                    actor=actor,
+                    endpoint=endpoint,
+                    version=version,
+                    steps=rollout_steps_parse(form["steps"], form["bake"]),
+                    gates=gates,
+                    allow_signature_change=request.POST.get("allow_signature_change") == "on",
+                    reason=form["reason"].strip(),
+                )
+            else:
+                active = rollout_active(endpoint=endpoint)
+                if active is None:
+                    raise ApplicationError("rollout_state", "No rollout is active on this endpoint.", status=409)
+                if operation == "abort":
+                    rollout_abort(actor=actor, rollout=active, reason=request.POST.get("reason", "").strip())
+                elif operation in ROLLOUT_OPERATIONS:
+                    ROLLOUT_OPERATIONS[operation](actor=actor, rollout=active)
+                else:
+                    raise ApplicationError("invalid", "Unknown operation.")
+            if not request.headers.get("HX-Request"):
+                return redirect("endpoint-page", name=endpoint.name)
+            form = {}
+        except PermissionDeniedError:
+            raise
+        except ApplicationError as exc:
+            error = exc.text() if exc.code == "invalid" else exc.message
+            status = exc.status_code
+            if not request.headers.get("HX-Request"):
+                messages.error(request, error)
+                return redirect("endpoint-page", name=endpoint.name)
+            return render(
+                request, "deployments/_rollout.html", _rollout_context(actor, endpoint, error, form), status=status
+            )
+        response = render(request, "deployments/_rollout.html", _rollout_context(actor, endpoint))
+        response["HX-Trigger"] = "release-changed"
+        return response
+    return render(request, "deployments/_rollout.html", _rollout_context(actor, endpoint))

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test import Client
 
-from deployments.choices import RolloutState
 from deployments.models import Endpoint, Release, Rollout, RolloutEvaluation
-from deployments.rollouts import Traffic, rollout_create, rollout_judge, rollouts_running
+from deployments.rollouts import ROLLOUT_GATE_DEFAULTS, Traffic, rollout_create, rollout_judge, rollouts_running
 from deployments.services import endpoint_create, release_promote, release_rollback
 from registry.models import ModelVersion
 from teams.choices import Role
@@ -66,6 +66,7 @@ def judge(rollout: Rollout, after: float, canary: Traffic = GOOD, **kwargs: Any)
 def test_start_releases_the_first_step_as_a_canary(deck) -> None:
     rollout = start(deck)
     release = live(deck["endpoint"])
+    assert release.canary is not None
     assert (release.action, release.primary.number, release.canary.number, release.canary_percent) == (
         "canary",
         1,
@@ -116,7 +117,7 @@ def test_gates_that_hold_move_to_the_next_step_after_the_bake_then_promote(deck)
     moved = judge(rollout, 300)
     assert moved is not None and (moved.state, moved.step) == ("running", 2)
     release = live(deck["endpoint"])
-    assert (release.canary.number, release.canary_percent) == (2, 25)
+    assert release.canary is not None and (release.canary.number, release.canary_percent) == (2, 25)
     assert judge(rollout, 599) is None
     done = judge(rollout, 600)
     assert done is not None and done.state == "succeeded"
@@ -128,7 +129,7 @@ def test_gates_that_hold_move_to_the_next_step_after_the_bake_then_promote(deck)
     assert rollouts_running() == []
 
 
-GATE_FAILURES = {
+GATE_FAILURES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
     "error_rate": (
         {"error_rate_relative": None},
         {"canary": Traffic(requests=112, errors=24, disagreements=0, p95_ms=10.0)},
@@ -388,3 +389,41 @@ def test_permissions_and_team_isolation(deck, make_member, team_b) -> None:
     assert Rollout.objects.get(pk=rollout["id"]).state == "running"
     Endpoint.objects.filter(pk=deck["endpoint"].pk).update(protected=True)
     assert deck["dev"].token_client().post(f"{URL}/{rollout['id']}/pause", format="json").status_code == 403
+
+
+def page_client(member: Any) -> Client:
+    client = Client()
+    client.force_login(member.user)
+    return client
+
+
+@pytest.mark.django_db
+def test_endpoint_page_starts_follows_and_aborts_a_rollout_in_place(deck) -> None:
+    client = page_client(deck["dev"])
+    page = client.get("/endpoints/iris-prod/")
+    assert page.status_code == 200 and b'data-testid="rollout-form"' in page.content
+    assert b'name="gate_error_rate" value="0.05"' in page.content  # the defaults, editable
+    url = "/endpoints/iris-prod/rollout/"
+    headers: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
+    form = {"operation": "start", "version": "2", "steps": "5,25", "bake": "5m", "reason": "trial"}
+    gates = {f"gate_{name}": str(value) for name, value in ROLLOUT_GATE_DEFAULTS.items()}
+    started = client.post(url, {**form, **gates, "gate_drift_psi": "off"}, **headers)
+    assert started.status_code == 200, started.content
+    assert started["HX-Trigger"] == "release-changed"
+    assert b"step 1/2 at 5%" in started.content and b'data-action="rollout-abort"' in started.content
+    rollout = Rollout.objects.get()
+    assert (rollout.reason, rollout.gates["drift_psi"]) == ("trial", None)
+    judge(rollout, 10, Traffic(requests=120, errors=0, disagreements=0, p95_ms=10.0))
+    card = client.get(url, **headers)
+    assert b'data-gate="error_rate"' in card.content and b"canary error rate" in card.content
+    refused = client.post(url, {**form, **gates}, **headers)  # a second start: refused in place
+    assert refused.status_code == 409 and b"already has rollout" in refused.content
+    tiles = client.get("/teams/alpha/?fragment=tiles", **headers)
+    assert b"Rollout of v2: step 1/2 at 5 %" in tiles.content
+    assert client.post(url, {"operation": "pause"}, **headers).status_code == 200
+    aborted = client.post(url, {"operation": "abort"}, **headers)
+    assert aborted.status_code == 200 and b"Last rollout" in aborted.content
+    assert Rollout.objects.get().state == "aborted"
+    viewer = page_client(deck["viewer"])
+    assert b'data-testid="rollout-form"' not in viewer.get("/endpoints/iris-prod/").content
+    assert viewer.post(url, {**form, **gates}, **headers).status_code == 403

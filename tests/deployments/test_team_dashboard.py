@@ -90,7 +90,7 @@ def test_a_viewer_sees_each_endpoint_with_its_release_and_nothing_of_another_tea
     assert 'data-field="errors"' in tile[0] and 'data-field="client-errors"' in tile[0]
     assert "bravo-iris" not in html
     # Every live part names the event kinds it follows, and the alerts card is loaded from monitoring.
-    assert 'id="team-tiles"' in html and 'data-live="release"' in html
+    assert 'id="team-tiles"' in html and 'data-live="release rollout"' in html
     assert 'hx-get="/teams/alpha/alerts/"' in html
     assert 'id="team-jobs"' in html and 'id="team-uploads"' in html and 'id="recent-activity"' in html
 
