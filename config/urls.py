@@ -24,6 +24,7 @@ urlpatterns = [
     path("", include("monitoring.urls")),
     path("", include("serving.urls")),
     path("", include("teams.page_urls")),
+    path("", include("webhooks.page_urls")),
     path("", include("registry.page_urls")),
     path("", include("deployments.page_urls")),
 ]
