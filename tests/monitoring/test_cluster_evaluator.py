@@ -65,7 +65,7 @@ async def test_a_rule_judges_every_process_s_traffic_once(canary: Canary) -> Non
     await a.tick(now)
     await b.tick(now)
     assert (a.leading, b.leading) == (True, False)
-    [alert] = await sync_to_async(list)(Alert.objects.all())
+    [alert] = await sync_to_async(lambda: list(Alert.objects.all()))()
     assert (alert.version, alert.requests, alert.value, alert.action_taken) == (2, 60, 0.2, "rolled_back")
     assert [r[1] for r in await sync_to_async(releases)(canary.endpoint)] == ["create", "canary", "rollback"]
 
@@ -86,7 +86,7 @@ async def test_the_holder_reads_late_seconds_once_and_only_new_ones(canary: Cana
     await evaluator.tick(now)
     await sync_to_async(write)("web-b:2", second + 1, 60, 30)  # 120 requests, 30 errors: 25 % over the window
     await evaluator.tick(now + 1)
-    [alert] = await sync_to_async(list)(Alert.objects.all())
+    [alert] = await sync_to_async(lambda: list(Alert.objects.all()))()
     assert (alert.requests, alert.value) == (120, 0.25)
     await evaluator.tick(now + 2)  # nothing new: nothing counted twice, nothing fired twice
     assert await sync_to_async(Alert.objects.count)() == 1
@@ -166,5 +166,5 @@ async def test_a_rule_made_after_its_traffic_was_read_still_judges_it(canary: Ca
     await evaluator.tick(now)  # read while no rule watched the endpoint: dropped
     await sync_to_async(rule_create)(canary.endpoint)
     await evaluator.tick(now + 1)  # the new rule's window is read again
-    [alert] = await sync_to_async(list)(Alert.objects.all())
+    [alert] = await sync_to_async(lambda: list(Alert.objects.all()))()
     assert (alert.requests, alert.value) == (60, 0.2)
