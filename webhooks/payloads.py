@@ -73,8 +73,16 @@ def _model_text(data: dict[str, Any]) -> str:
     return f"{data.get('model')} was {'archived' if data.get('archived') else 'unarchived'}"
 
 
+def _rollout_text(data: dict[str, Any]) -> str:
+    text = f"{data.get('endpoint')}: rollout #{data.get('rollout')} of {_v(data.get('version'))} {data.get('action')}"
+    text += f", step {data.get('step')}/{data.get('steps')} at {data.get('percent')}% ({data.get('state')})"
+    if data.get("outcome"):
+        text += f": {data['outcome']}"
+    return text
+
+
 def _other_text(kind: str, data: dict[str, Any]) -> str:
-    """Kinds without a sentence of their own (rollout, approval): the subject, then the short scalar fields."""
+    """Kinds without a sentence of their own (approval): the subject, then the short scalar fields."""
     subject = data.get("endpoint") or data.get("model") or ""
     fields = ", ".join(
         f"{key} {value}"
@@ -90,6 +98,8 @@ def slack_text(*, team: str, kind: str, data: dict[str, Any], webhook_name: str 
         text = f"ModelDeck test from team {team}: webhook '{webhook_name}' works."
     elif kind == "release":
         text = _release_text(data)
+    elif kind == "rollout" and "rollout" in data:
+        text = _rollout_text(data)
     elif kind == "alert":
         text = _alert_text(data)
     elif kind == "job":

@@ -23,6 +23,7 @@ from webhooks.deliveries import (
     delivery_attempt,
 )
 from webhooks.models import Webhook, WebhookDelivery
+from webhooks.payloads import slack_text
 from webhooks.secrets import webhook_secret_decrypt
 
 pytestmark = pytest.mark.django_db
@@ -170,6 +171,28 @@ def test_the_slack_format_sends_a_sentence(make_webhook, sent) -> None:
         {"text": "[alpha] iris: release #4 canary v3, canary v5 at 10% by dana: &lt;!channel&gt; &amp; co"},
     ]
     assert all("X-ModelDeck-Signature" in r.headers for r in hook.requests)
+
+
+def test_slack_sentences_for_other_kinds() -> None:
+    rollout = {
+        "endpoint": "iris",
+        "rollout": 2,
+        "version": 5,
+        "state": "running",
+        "step": 1,
+        "steps": 3,
+        "percent": 10,
+        "outcome": "",
+        "action": "rollout.advance",
+    }
+    assert slack_text(team="alpha", kind="rollout", data=rollout) == (
+        "[alpha] iris: rollout #2 of v5 rollout.advance, step 1/3 at 10% (running)"
+    )
+    job = {"id": 1, "kind": "convert", "status": "succeeded", "model": "churn", "version": 2, "result_version": 5}
+    assert slack_text(team="alpha", kind="job", data=job) == "[alpha] churn v2: convert job succeeded, made v5"
+    assert slack_text(team="alpha", kind="approval", data={"endpoint": "iris", "id": 3, "state": "approved"}) == (
+        "[alpha] iris: approval id 3, state approved"
+    )
 
 
 def test_only_subscribed_enabled_webhooks_of_the_team_get_the_event(make_webhook, make_member, team_b, sent) -> None:
