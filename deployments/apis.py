@@ -14,23 +14,40 @@ from rest_framework.views import APIView
 from common.errors import ApplicationError, NotFoundError
 from common.idempotency import idempotent
 from common.openapi import error_responses
-from deployments.models import Endpoint, Release, Rollout
+from deployments.approvals import (
+    change_request_approve,
+    change_request_reject,
+    change_requests_expire,
+    release_promote_or_request,
+    rollout_create_or_request,
+)
+from deployments.choices import ChangeRequestKind, ChangeRequestState, RolloutState
+from deployments.models import ChangeRequest, Endpoint, Release, Rollout
 from deployments.rollouts import (
     GATE_LABELS,
     ROLLOUT_GATE_DEFAULTS,
     rollout_abort,
     rollout_advance,
-    rollout_create,
     rollout_pause,
     rollout_resume,
     rollout_seconds_left,
 )
-from deployments.selectors import endpoint_get, endpoint_list, release_current, release_list, rollout_get, rollout_list
-from deployments.services import endpoint_create, endpoint_delete, endpoint_update, release_promote, release_rollback
+from deployments.selectors import (
+    change_request_get,
+    change_request_list,
+    endpoint_get,
+    endpoint_list,
+    release_current,
+    release_list,
+    rollout_get,
+    rollout_list,
+)
+from deployments.services import endpoint_create, endpoint_delete, endpoint_update, release_rollback
 from registry.models import ModelVersion, RegisteredModel
 from registry.selectors import registered_model_get
 from teams.models import slug_validator
 from teams.permissions import Actor
+from teams.selectors import team_get_for_actor, team_list_for_actor
 
 
 class ReleaseOutputSerializer(serializers.Serializer):
@@ -60,6 +77,9 @@ class EndpointOutputSerializer(serializers.Serializer):
     public = serializers.BooleanField()
     max_batch_size = serializers.IntegerField()
     max_queue_delay_ms = serializers.FloatField()
+    requires_approval = serializers.BooleanField(
+        help_text="Promotes and rollouts are change requests another admin approves; rollbacks never wait."
+    )
     release = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
 
@@ -69,6 +89,28 @@ class EndpointOutputSerializer(serializers.Serializer):
     @extend_schema_field(ReleaseOutputSerializer)
     def get_release(self, endpoint: Endpoint) -> dict[str, object]:
         return dict(ReleaseOutputSerializer(release_current(endpoint=endpoint)).data)
+
+
+class ChangeRequestOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    team = serializers.CharField(source="team.slug")
+    endpoint = serializers.CharField(source="endpoint.name")
+    kind = serializers.ChoiceField(choices=ChangeRequestKind.choices)
+    state = serializers.ChoiceField(choices=ChangeRequestState.choices)
+    version = serializers.IntegerField(source="version_number", allow_null=True)
+    change = serializers.DictField(
+        help_text="What was asked: version, canary_percent, shadow_version, allow_signature_change, reason (a "
+        "rollout: version, steps, gates, allow_signature_change, reason, rollout)."
+    )
+    rollout = serializers.IntegerField(source="rollout_id", allow_null=True, help_text="The rollout it holds.")
+    rollout_state = serializers.CharField(source="rollout.state", default=None, allow_null=True)
+    requested_by = serializers.CharField(source="requested_by.username", default=None, allow_null=True)
+    requested_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    decided_by = serializers.CharField(source="decided_by.username", default=None, allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decision_reason = serializers.CharField(allow_blank=True)
+    result = serializers.DictField(help_text='What applying made ({"release": 7} or {"rollout": 3}) or {"error": ...}.')
 
 
 def _model(actor: Actor, reference: str) -> RegisteredModel:
@@ -122,14 +164,18 @@ class EndpointDetailApi(APIView):
         protected = serializers.BooleanField(required=False)
         max_batch_size = serializers.IntegerField(required=False, min_value=0, max_value=1024)
         max_queue_delay_ms = serializers.FloatField(required=False, min_value=0.0, max_value=1000.0)
+        requires_approval = serializers.BooleanField(
+            required=False,
+            help_text="Admins only, on a protected endpoint of a team with two admins or more (409 otherwise).",
+        )
 
     @extend_schema(responses=EndpointOutputSerializer)
     def get(self, request: Request, name: str) -> Response:
         return Response(EndpointOutputSerializer(endpoint_get(actor=Actor.from_request(request), name=name)).data)
 
-    @extend_schema(request=InputSerializer, responses=EndpointOutputSerializer)
+    @extend_schema(request=InputSerializer, responses={200: EndpointOutputSerializer, **error_responses(409)})
     def patch(self, request: Request, name: str) -> Response:
-        """Change serving settings: public, protected (admins), dynamic batching."""
+        """Change serving settings: public, protected and requires_approval (admins), dynamic batching."""
         actor = Actor.from_request(request)
         endpoint = endpoint_get(actor=actor, name=name)
         data = self.InputSerializer(data=request.data)
@@ -176,20 +222,24 @@ class EndpointPromoteApi(APIView):
         )
         reason = serializers.CharField(required=False, allow_blank=True, default="")
 
-    @extend_schema(request=InputSerializer, responses={201: ReleaseOutputSerializer, **error_responses(409, 422)})
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: ReleaseOutputSerializer, 202: ChangeRequestOutputSerializer, **error_responses(409, 422)},
+    )
     @idempotent
     def post(self, request: Request, name: str) -> Response:
         """Promote a version (or start/adjust a canary); `shadow_version: null` clears the shadow.
 
         A version or shadow whose signature differs from the primary's is refused with 409 `signature_mismatch`, its
-        detail listing each difference, unless `allow_signature_change` is true.
+        detail listing each difference, unless `allow_signature_change` is true. On an endpoint that requires
+        approval the answer is 202 with a change request (nothing is released until another admin approves it).
         """
         actor = Actor.from_request(request)
         endpoint = endpoint_get(actor=actor, name=name)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         shadow_number = data.validated_data.get("shadow_version")
-        release = release_promote(
+        made = release_promote_or_request(
             actor=actor,
             endpoint=endpoint,
             version=_version(endpoint.model, data.validated_data["version"]),
@@ -199,7 +249,9 @@ class EndpointPromoteApi(APIView):
             allow_signature_change=data.validated_data["allow_signature_change"],
             reason=data.validated_data["reason"],
         )
-        return _release_response(release)
+        if isinstance(made, ChangeRequest):
+            return Response(ChangeRequestOutputSerializer(made).data, status=status.HTTP_202_ACCEPTED)
+        return _release_response(made)
 
 
 class EndpointRollbackApi(APIView):
@@ -276,9 +328,7 @@ class RolloutOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     endpoint = serializers.CharField(source="endpoint.name")
     version = serializers.IntegerField(source="version.number")
-    state = serializers.ChoiceField(
-        choices=["pending_approval", "running", "paused", "succeeded", "rolled_back", "aborted"]
-    )
+    state = serializers.ChoiceField(choices=RolloutState.choices)
     step = serializers.IntegerField(help_text="The current step, from 1.")
     steps = RolloutStepSerializer(many=True)
     percent = serializers.IntegerField(help_text="The canary's share in the current step.")
@@ -326,18 +376,27 @@ class RolloutListApi(APIView):
         endpoint = endpoint_get(actor=Actor.from_request(request), name=name)
         return Response(RolloutOutputSerializer(rollout_list(endpoint=endpoint), many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: RolloutDetailOutputSerializer, **error_responses(409, 422)})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: RolloutDetailOutputSerializer,
+            202: ChangeRequestOutputSerializer,
+            **error_responses(409, 422),
+        },
+    )
     @idempotent
     def post(self, request: Request, name: str) -> Response:
         """Start a rollout: pre-flight gates, then the version as a canary at the first step's share.
 
-        409 `rollout_active` while the endpoint has an active rollout; 409 `preflight_failed` with every check.
+        409 `rollout_active` while the endpoint has an active rollout; 409 `preflight_failed` with every check. On an
+        endpoint that requires approval: 202 with a change request holding the rollout in `pending_approval` (no
+        release, not judged) until another admin approves it.
         """
         actor = Actor.from_request(request)
         endpoint = endpoint_get(actor=actor, name=name)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        rollout = rollout_create(
+        made = rollout_create_or_request(
             actor=actor,
             endpoint=endpoint,
             version=_version(endpoint.model, data.validated_data["version"]),
@@ -346,7 +405,9 @@ class RolloutListApi(APIView):
             allow_signature_change=data.validated_data["allow_signature_change"],
             reason=data.validated_data["reason"],
         )
-        return Response(RolloutDetailOutputSerializer(rollout).data, status=status.HTTP_201_CREATED)
+        if isinstance(made, ChangeRequest):
+            return Response(ChangeRequestOutputSerializer(made).data, status=status.HTTP_202_ACCEPTED)
+        return Response(RolloutDetailOutputSerializer(made).data, status=status.HTTP_201_CREATED)
 
 
 class RolloutDetailApi(APIView):
@@ -405,3 +466,78 @@ class RolloutAbortApi(_RolloutActionApi):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return self.act(request, name, rollout_id, reason=data.validated_data["reason"])
+
+
+class ChangeRequestListApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("team", str, description="a team's slug (default: every team of yours)"),
+            OpenApiParameter(
+                "state", str, enum=["pending", "approved", "rejected", "expired", "failed"], description="only these"
+            ),
+        ],
+        responses=ChangeRequestOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        """The change requests of a team: pending first (the next to expire on top), then the rest, newest first."""
+        actor = Actor.from_request(request)
+        slug = request.query_params.get("team")
+        teams = [team_get_for_actor(actor=actor, slug=slug)] if slug else list(team_list_for_actor(actor=actor))
+        state = request.query_params.get("state") or None
+        if state is not None and state not in ChangeRequestState.values:
+            raise ApplicationError(
+                "invalid", f"Unknown state {state!r}.", {"state": ["pending, approved, rejected, expired or failed."]}
+            )
+        found: list[ChangeRequest] = []
+        for team in teams:
+            change_requests_expire(team_id=team.pk)
+            found.extend(change_request_list(team=team, state=state))
+        return Response(ChangeRequestOutputSerializer(found, many=True).data)
+
+
+class ChangeRequestDetailApi(APIView):
+    @extend_schema(responses=ChangeRequestOutputSerializer)
+    def get(self, request: Request, request_id: int) -> Response:
+        actor = Actor.from_request(request)
+        found = change_request_get(actor=actor, request_id=request_id)
+        if change_requests_expire(endpoint=found.endpoint):
+            found = change_request_get(actor=actor, request_id=request_id)
+        return Response(ChangeRequestOutputSerializer(found).data)
+
+
+class ChangeRequestApproveApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(
+            required=False, allow_blank=True, default="", help_text="Why you approve it (required)."
+        )
+
+    @extend_schema(request=InputSerializer, responses={200: ChangeRequestOutputSerializer, **error_responses(409)})
+    def post(self, request: Request, request_id: int) -> Response:
+        """Approve and apply a pending request (an admin other than the requester: 403 `self_approval`), with a
+        reason. 409 `expired` past its time; a change that can no longer apply leaves the request `failed`."""
+        actor = Actor.from_request(request)
+        found = change_request_get(actor=actor, request_id=request_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        decided = change_request_approve(actor=actor, request=found, reason=data.validated_data["reason"])
+        return Response(ChangeRequestOutputSerializer(decided).data)
+
+
+class ChangeRequestRejectApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text="Why you reject it (required, unless you withdraw your own).",
+        )
+
+    @extend_schema(request=InputSerializer, responses={200: ChangeRequestOutputSerializer, **error_responses(409)})
+    def post(self, request: Request, request_id: int) -> Response:
+        """Reject a pending request with a reason (an admin), or withdraw your own (reason "withdrawn")."""
+        actor = Actor.from_request(request)
+        found = change_request_get(actor=actor, request_id=request_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        decided = change_request_reject(actor=actor, request=found, reason=data.validated_data["reason"])
+        return Response(ChangeRequestOutputSerializer(decided).data)

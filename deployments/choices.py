@@ -12,7 +12,7 @@ class ReleaseAction(models.TextChoices):
 
 
 class RolloutState(models.TextChoices):
-    # Approvals are not built yet: the state is kept so that the API's states do not change when they are.
+    # Created on an endpoint that requires approval: holds the endpoint, makes no release, and is not judged.
     PENDING_APPROVAL = "pending_approval", "Pending approval"
     RUNNING = "running", "Running"
     PAUSED = "paused", "Paused"
@@ -30,3 +30,16 @@ class GateStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     WAITING = "waiting", "Waiting for requests"
     SKIPPED = "skipped", "Skipped"
+
+
+class ChangeRequestKind(models.TextChoices):
+    PROMOTE = "promote", "Promote"
+    ROLLOUT = "rollout", "Rollout"
+
+
+class ChangeRequestState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+    FAILED = "failed", "Failed"

@@ -8,7 +8,13 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from common.models import BaseModel
-from deployments.choices import ROLLOUT_ACTIVE_STATES, ReleaseAction, RolloutState
+from deployments.choices import (
+    ROLLOUT_ACTIVE_STATES,
+    ChangeRequestKind,
+    ChangeRequestState,
+    ReleaseAction,
+    RolloutState,
+)
 from registry.models import ModelVersion, RegisteredModel
 from teams.models import Team, slug_validator
 
@@ -31,6 +37,10 @@ class Endpoint(BaseModel):
         default=2.0,
         validators=[MinValueValidator(0.0), MaxValueValidator(1000.0)],
         help_text="How long the first queued request waits for others to batch with.",
+    )
+    # Four eyes: promotes and rollouts become change requests that another admin approves (rollbacks never wait).
+    requires_approval = models.BooleanField(
+        default=False, help_text="Promotes and rollouts wait for a second admin's approval; rollbacks never wait."
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -152,3 +162,47 @@ class RolloutEvaluation(BaseModel):
 
     class Meta:
         ordering = ["rollout", "id"]
+
+
+class ChangeRequest(BaseModel):
+    """Ask for a promote or a rollout on an endpoint that requires approval; another admin approves or rejects it."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="change_requests")
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="change_requests")
+    kind = models.CharField(max_length=16, choices=ChangeRequestKind.choices)
+    # {"version", "canary_percent", "shadow_version", "clear_shadow", "allow_signature_change", "reason"}
+    change = models.JSONField(default=dict)
+    rollout = models.ForeignKey(
+        Rollout, null=True, blank=True, on_delete=models.SET_NULL, related_name="change_requests"
+    )
+    state = models.CharField(max_length=16, choices=ChangeRequestState.choices, default=ChangeRequestState.PENDING)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    # What applying it made ({"release": 7} or {"rollout": 3}), or why applying failed ({"error": "..."}).
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint"],
+                condition=models.Q(state=ChangeRequestState.PENDING),
+                name="uniq_pending_change_request_per_endpoint",
+            ),
+        ]
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"change request {self.pk} ({self.kind} on {self.endpoint})"
+
+    @property
+    def version_number(self) -> int | None:
+        version = self.change.get("version")
+        return int(version) if version is not None else None

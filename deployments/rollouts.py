@@ -45,7 +45,8 @@ from deployments.services import (
 )
 from registry.models import ModelVersion
 from registry.selectors import version_parity_blocks
-from teams.permissions import Actor
+from teams.choices import Action
+from teams.permissions import Actor, actor_require
 
 __all__ = [
     "ROLLOUT_GATE_DEFAULTS",
@@ -57,6 +58,7 @@ __all__ = [
     "rollout_pause",
     "rollout_resume",
     "rollout_seconds_left",
+    "rollout_start_approved",
     "rollouts_running",
 ]
 
@@ -250,13 +252,19 @@ def rollout_create(
     gates: dict[str, Any] | None = None,
     allow_signature_change: bool = False,
     reason: str = "",
+    pending_approval: bool = False,
 ) -> Rollout:
     """Start a rollout: check the pre-flight gates, then release the version as a canary at the first step's share.
 
     One active rollout per endpoint (409 `rollout_active` naming it); a failed pre-flight gate is 409
-    `preflight_failed` with every check in its detail.
+    `preflight_failed` with every check in its detail. With `pending_approval` (an endpoint that requires approval,
+    deployments.approvals) the rollout waits in `pending_approval`: no release, not judged, until
+    `rollout_start_approved`; any developer may ask for one.
     """
-    _require_change(actor, endpoint)
+    if pending_approval:
+        actor_require(actor=actor, team=endpoint.team, action=Action.DEVELOP)
+    else:
+        _require_change(actor, endpoint)
     cleaned_steps = rollout_steps_validate(steps)
     resolved = rollout_gates_resolve(gates)
     try:
@@ -290,7 +298,7 @@ def rollout_create(
             rollout = Rollout.objects.create(
                 endpoint=endpoint,
                 version=version,
-                state=RolloutState.RUNNING,
+                state=RolloutState.PENDING_APPROVAL if pending_approval else RolloutState.RUNNING,
                 steps=cleaned_steps,
                 step=1,
                 step_started_at=now,
@@ -301,6 +309,14 @@ def rollout_create(
                 actor=actor.authenticated_user,
             )
             rollout.endpoint, rollout.version = endpoint, version
+            if pending_approval:
+                rollout_record(
+                    actor=actor,
+                    rollout=rollout,
+                    action="rollout.request",
+                    extra={"gates": resolved, "preflight": checks},
+                )
+                return rollout
             release = _rollout_release(rollout, actor=actor, kind="step", reason=_step_reason(rollout, "started"))
             rollout_record(
                 actor=actor,
@@ -315,6 +331,35 @@ def rollout_create(
             raise
         raise _active_conflict(active) from exc
     return rollout
+
+
+def rollout_start_approved(*, actor: Actor, rollout: Rollout, why: str) -> Rollout:
+    """Start a rollout that waited for approval: the first step's canary release, its bake clock from now.
+
+    Refused (409) when the rollout no longer waits (a release aborted it) or its version can no longer deploy; the
+    conditional UPDATE from `pending_approval` makes racing starts apply once. The caller holds a transaction, so a
+    refusal leaves nothing half-done.
+    """
+    if rollout.state != RolloutState.PENDING_APPROVAL:
+        raise ApplicationError(
+            "rollout_state",
+            f"Rollout {rollout.pk} is {rollout.state} ({rollout.outcome or 'no outcome'}); only a rollout waiting "
+            "for approval can start.",
+            {"state": rollout.state},
+            status=409,
+        )
+    version_check_deployable(version=rollout.version, model=rollout.endpoint.model)
+    result = _transition(
+        rollout,
+        to=RolloutState.RUNNING,
+        next_step=1,
+        now=timezone.now(),
+        actor=actor,
+        action="rollout.start",
+        release_kind="step",
+        why=why,
+    )
+    return _changed_or_conflict(rollout, result, "started")
 
 
 def _step_reason(rollout: Rollout, why: str) -> str:

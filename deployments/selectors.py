@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Case, F, OuterRef, QuerySet, Subquery, When
 
 from common.errors import NotFoundError
 from deployments.choices import ROLLOUT_ACTIVE_STATES, RolloutState
 from deployments.compatibility import signature_differences
-from deployments.models import Endpoint, Release, Rollout
+from deployments.models import ChangeRequest, Endpoint, Release, Rollout
 from registry.models import ModelVersion
 from runtimes.tensors import Signature
 from teams.choices import Action
@@ -152,3 +152,33 @@ def rollout_active_by_endpoint(*, team: Team) -> dict[int, Rollout]:
     """The active rollout of each of the team's endpoints that has one, by endpoint id, in one query."""
     active = Rollout.objects.filter(endpoint__team=team, state__in=ROLLOUT_ACTIVE_STATES).select_related("version")
     return {rollout.endpoint_id: rollout for rollout in active}
+
+
+def _change_requests() -> QuerySet[ChangeRequest]:
+    return ChangeRequest.objects.select_related(
+        "team", "endpoint__team", "endpoint__model", "rollout__version", "requested_by", "decided_by"
+    )
+
+
+def change_request_list(*, team: Team, state: str | None = None) -> QuerySet[ChangeRequest]:
+    """The team's change requests: pending first (oldest first, the next to expire on top), then the rest, newest
+    first."""
+    requests = _change_requests().filter(team=team)
+    if state:
+        requests = requests.filter(state=state)
+    return requests.order_by(
+        Case(When(state="pending", then=0), default=1), Case(When(state="pending", then=F("id")), default=-F("id"))
+    )
+
+
+def change_request_get(*, actor: Actor, request_id: int) -> ChangeRequest:
+    """One change request of a team the actor belongs to; 404 otherwise, exactly as for one that does not exist."""
+    request = _change_requests().filter(pk=request_id).first()
+    if request is None or not actor_can(actor=actor, team=request.team, action=Action.VIEW):
+        raise NotFoundError(f"Change request {request_id} not found.")
+    return request
+
+
+def change_request_pending(*, endpoint: Endpoint) -> ChangeRequest | None:
+    """The endpoint's pending change request, if any."""
+    return _change_requests().filter(endpoint=endpoint, state="pending").first()

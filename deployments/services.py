@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from common.errors import ApplicationError
 from common.events import team_event_publish
-from deployments.choices import ROLLOUT_ACTIVE_STATES, ReleaseAction, RolloutState
+from deployments.choices import ROLLOUT_ACTIVE_STATES, ChangeRequestState, ReleaseAction, RolloutState
 from deployments.compatibility import difference_text
-from deployments.models import Endpoint, Release, Rollout
+from deployments.models import ChangeRequest, Endpoint, Release, Rollout
 from deployments.selectors import (
     RELEASE_STAMP_KEY,
     endpoint_change_action,
@@ -29,7 +29,8 @@ from deployments.signals import releases_changed
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
 from registry.selectors import version_archived_reason, version_not_servable_reason, version_parity_blocks
-from teams.choices import Action
+from teams.choices import Action, Role
+from teams.models import Membership
 from teams.permissions import Actor, actor_require
 from teams.services import audit_record
 
@@ -320,22 +321,101 @@ def _rollouts_abort_for_release(*, actor: Actor | None, release: Release, keep: 
             continue
         rollout.state, rollout.outcome = RolloutState.ABORTED, outcome
         rollout_record(actor=actor, rollout=rollout, action="rollout.abort", extra={"release": release.number})
+        _change_requests_fail_for_rollout(
+            actor=actor, rollout=rollout, error=f"rollout {rollout.pk} aborted by {outcome}"
+        )
+
+
+def _change_requests_fail_for_rollout(*, actor: Actor | None, rollout: Rollout, error: str) -> None:
+    """A rollout waiting for approval that a release aborted can no longer start: its change request fails."""
+    for request in ChangeRequest.objects.filter(rollout=rollout, state=ChangeRequestState.PENDING):
+        if (
+            ChangeRequest.objects.filter(pk=request.pk, state=ChangeRequestState.PENDING).update(
+                state=ChangeRequestState.FAILED, result={"error": error}, decided_at=timezone.now()
+            )
+            != 1
+        ):
+            continue
+        request.state, request.result = ChangeRequestState.FAILED, {"error": error}
+        request.endpoint = rollout.endpoint
+        change_request_record(actor=actor, request=request, action="change_request.fail")
+
+
+def change_request_record(*, actor: Actor | None, request: ChangeRequest, action: str) -> None:
+    """Audit a change request's change and announce it on the team's stream (kind "approval") once it commits."""
+    data = {
+        "id": request.pk,
+        "endpoint": request.endpoint.name,
+        "kind": request.kind,
+        "state": request.state,
+        "version": request.version_number,
+        "requested_by": request.requested_by.get_username() if request.requested_by else None,
+        "decided_by": request.decided_by.get_username() if request.decided_by else None,
+    }
+    audit_record(
+        team=request.endpoint.team,
+        actor=actor,
+        action=action,
+        target=request,
+        data={**data, "change": request.change, "reason": request.decision_reason, "result": request.result},
+    )
+    team = request.endpoint.team.slug
+
+    def announce() -> None:
+        try:
+            team_event_publish(team=team, kind="approval", data={**data, "action": action})
+        except Exception:  # the change is made; a stream that is away only costs the live notice
+            logger.warning("change request %s not announced on the team stream", data["id"], exc_info=True)
+
+    transaction.on_commit(announce)
 
 
 ENDPOINT_SETTINGS = ("public", "max_batch_size", "max_queue_delay_ms")
 
 
+def _approvals_check(endpoint: Endpoint, changes: dict[str, Any]) -> None:
+    """Refuse to require approval where nobody could give it: an unprotected endpoint, or a team with one admin."""
+    protected = changes.get("protected", endpoint.protected)
+    requires = changes.get("requires_approval", endpoint.requires_approval)
+    if not requires:
+        return
+    if not protected:
+        raise ApplicationError(
+            "not_protected",
+            f"Approvals guard protected endpoints: protect '{endpoint.name}' first (or turn approvals off before "
+            "unprotecting it).",
+            status=409,
+        )
+    if changes.get("requires_approval") and not endpoint.requires_approval:
+        admins = list(
+            Membership.objects.filter(team=endpoint.team, role=Role.ADMIN)
+            .order_by("user__username")
+            .values_list("user__username", flat=True)
+        )
+        if len(admins) < 2:
+            who = f"one ({admins[0]})" if admins else "none"
+            raise ApplicationError(
+                "second_admin_needed",
+                f"Approvals need a second admin: {endpoint.team.slug} has {who}; add one under Settings → Members "
+                "first.",
+                {"admins": admins},
+                status=409,
+            )
+
+
 def endpoint_update(*, actor: Actor, endpoint: Endpoint, **changes: Any) -> Endpoint:
-    """Change an endpoint's serving settings (public, dynamic batching); protected needs an admin to change."""
-    unknown = set(changes) - {*ENDPOINT_SETTINGS, "protected"}
+    """Change an endpoint's serving settings (public, dynamic batching); protected and requires_approval need an
+    admin to change, and approvals a second admin to give them."""
+    unknown = set(changes) - {*ENDPOINT_SETTINGS, "protected", "requires_approval"}
     if unknown:
         raise ApplicationError("invalid", f"Cannot change {', '.join(sorted(unknown))}.")
-    if "protected" in changes or endpoint.protected:
+    if "protected" in changes or "requires_approval" in changes or endpoint.protected:
         actor_require(actor=actor, team=endpoint.team, action=Action.CHANGE_PROTECTED)
     else:
         _require_change(actor, endpoint)
     with transaction.atomic():
         locked = Endpoint.objects.select_for_update().select_related("team", "model").get(pk=endpoint.pk)
+        _approvals_check(locked, changes)
         before = {name: getattr(locked, name) for name in changes}
         for name, value in changes.items():
             setattr(locked, name, value)
@@ -420,6 +500,7 @@ def release_promote(
     clear_shadow: bool = False,
     allow_signature_change: bool = False,
     reason: str = "",
+    approved: bool = False,
 ) -> Release:
     """Make `version` the primary, or with `canary_percent` send it that share of traffic beside the primary.
 
@@ -428,7 +509,16 @@ def release_promote(
     (409 `signature_mismatch`, listing the differences) unless `allow_signature_change`; an allowed change is audited.
     Not checked again: the primary itself, and a canary or shadow that is already live in that role (a canary's
     share moving step by step was allowed when it started).
+
+    On an endpoint that requires approval only an approved change request releases (`approved`); the API and pages
+    ask deployments.approvals, which makes a change request instead.
     """
+    if endpoint.requires_approval and not approved:
+        raise ApplicationError(
+            "approval_required",
+            f"'{endpoint.name}' requires approval: a promote there is a change request another admin approves.",
+            status=409,
+        )
     version_check_deployable(version=version, model=endpoint.model)
     if shadow_version is not None:
         version_check_deployable(version=shadow_version, model=endpoint.model)

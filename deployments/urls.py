@@ -5,6 +5,18 @@ from django.urls import path
 from deployments import apis
 
 urlpatterns = [
+    path("change-requests", apis.ChangeRequestListApi.as_view(), name="api-change-requests"),
+    path("change-requests/<int:request_id>", apis.ChangeRequestDetailApi.as_view(), name="api-change-request"),
+    path(
+        "change-requests/<int:request_id>/approve",
+        apis.ChangeRequestApproveApi.as_view(),
+        name="api-change-request-approve",
+    ),
+    path(
+        "change-requests/<int:request_id>/reject",
+        apis.ChangeRequestRejectApi.as_view(),
+        name="api-change-request-reject",
+    ),
     path("endpoints", apis.EndpointListApi.as_view(), name="api-endpoints"),
     path("endpoints/<str:name>", apis.EndpointDetailApi.as_view(), name="api-endpoint"),
     path("endpoints/<str:name>/releases", apis.ReleaseListApi.as_view(), name="api-endpoint-releases"),

@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from common.errors import ApplicationError, NotFoundError, PermissionDeniedError
+from deployments.approvals import release_promote_or_request, rollout_create_or_request
 from deployments.compatibility import tensor_text
 from deployments.models import Endpoint, Rollout
 from deployments.rollouts import (
@@ -18,7 +19,6 @@ from deployments.rollouts import (
     ROLLOUT_GATE_DEFAULTS,
     rollout_abort,
     rollout_advance,
-    rollout_create,
     rollout_pause,
     rollout_resume,
     rollout_seconds_left,
@@ -38,7 +38,7 @@ from deployments.selectors import (
     version_recent_list,
     version_signature_differences,
 )
-from deployments.services import endpoint_create, endpoint_delete, endpoint_update, release_promote, release_rollback
+from deployments.services import endpoint_create, endpoint_delete, endpoint_update, release_rollback
 from registry.benchmark import SERVED_FORMATS
 from registry.choices import ACTIVE_JOB_STATUSES, VersionStatus
 from registry.models import ModelVersion
@@ -228,7 +228,7 @@ def endpoint_page(request: HttpRequest, name: str) -> HttpResponse:
                 percent = _int(request.POST.get("canary_percent")) if operation == "canary" else None
                 if operation == "canary" and percent is None:
                     raise ApplicationError("invalid", "Give the canary a share of traffic, 1 to 99 percent.")
-                release_promote(
+                release_promote_or_request(
                     actor=actor,
                     endpoint=endpoint,
                     version=version,
@@ -454,7 +454,7 @@ def endpoint_rollout(request: HttpRequest, name: str) -> HttpResponse:
                         raise ApplicationError(
                             "invalid", f"The {GATE_LABELS[gate]} gate needs a number, or off."
                         ) from None
-                rollout_create(
+                rollout_create_or_request(
                     actor=actor,
                     endpoint=endpoint,
                     version=version,

@@ -161,6 +161,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "idempotency-keys-prune": {"task": "common.tasks.idempotency_keys_prune_task", "schedule": 3600.0},
     "webhook-deliveries-sweep": {"task": "webhooks.tasks.webhook_deliveries_sweep_task", "schedule": 30.0},
     "webhook-deliveries-prune": {"task": "webhooks.tasks.webhook_deliveries_prune_task", "schedule": 3600.0},
+    "change-requests-expire": {"task": "deployments.tasks.change_requests_expire_task", "schedule": 60.0},
 }
 
 # --- auth, sessions, security -------------------------------------------------------------------
@@ -274,7 +275,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # A conversion's target and a team's auto-convert targets are one choice set: one enum component.
-    "ENUM_NAME_OVERRIDES": {"ConversionTargetEnum": "registry.formats.base.TARGETS"},
+    "ENUM_NAME_OVERRIDES": {
+        "ConversionTargetEnum": "registry.formats.base.TARGETS",
+        "ChangeRequestStateEnum": "deployments.choices.ChangeRequestState",
+        "RolloutStateEnum": "deployments.choices.RolloutState",
+    },
 }
 
 # --- ModelDeck ----------------------------------------------------------------------------------
@@ -302,6 +307,8 @@ MODELDECK_WORKER_STALE_SECONDS = env.int("MODELDECK_WORKER_STALE_SECONDS", defau
 # --- monitoring ----------------------------------------------------------------------------------
 # Per-minute inference history kept in the database.
 MODELDECK_METRICS_RETENTION_DAYS = env.int("MODELDECK_METRICS_RETENTION_DAYS", default=30)
+# How long a change request (a promote or rollout waiting for a second admin) stays open before it expires.
+MODELDECK_APPROVAL_TTL_HOURS = env.float("MODELDECK_APPROVAL_TTL_HOURS", default=24.0)
 # Record every inference (live stream, Prometheus, history); off only to measure what recording costs.
 MODELDECK_RECORD_INFERENCE = env.bool("MODELDECK_RECORD_INFERENCE", default=True)
 # Share of requests whose inputs are binned for drift against the version's sample input.
