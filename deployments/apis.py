@@ -508,7 +508,10 @@ class ChangeRequestDetailApi(APIView):
 class ChangeRequestApproveApi(APIView):
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(
-            required=False, allow_blank=True, default="", help_text="Why you approve it (required)."
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text="Why you approve it (recorded on the request and the release).",
         )
 
     @extend_schema(request=InputSerializer, responses={200: ChangeRequestOutputSerializer, **error_responses(409)})

@@ -281,15 +281,14 @@ def change_request_approve(*, actor: Actor, request: ChangeRequest, reason: str)
             status=403,
         )
     _decidable(actor, request, "approved")
-    if not reason.strip():
-        raise ApplicationError("invalid", "Say why you approve.", {"reason": ["Required."]})
+    reason = reason.strip()
     who = actor.authenticated_user.get_username()
     now = timezone.now()
     try:
         with transaction.atomic():
             if not _decide(actor, request, ChangeRequestState.APPROVED, reason, now):
                 raise _changed(request)
-            result = _apply(actor, request, f"approved by {who}: {reason}")
+            result = _apply(actor, request, f"approved by {who}" + (f": {reason}" if reason else ""))
             ChangeRequest.objects.filter(pk=request.pk).update(result=result)
             request.refresh_from_db()
             change_request_record(actor=actor, request=request, action="change_request.approve")

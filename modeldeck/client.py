@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, cast
+from typing import IO, Any, TypeGuard, cast
 from urllib.parse import quote
 
 import httpx
@@ -35,7 +35,18 @@ from modeldeck.errors import (
     WaitTimeout,
     error_from_response,
 )
-from modeldeck.resources import JOB_DONE_STATUSES, Endpoint, Job, Me, Model, Release, Rollout, RolloutStep, Version
+from modeldeck.resources import (
+    JOB_DONE_STATUSES,
+    ChangeRequest,
+    Endpoint,
+    Job,
+    Me,
+    Model,
+    Release,
+    Rollout,
+    RolloutStep,
+    Version,
+)
 
 UploadProgress = Callable[[int, int], None]
 JobProgress = Callable[[Job], None]
@@ -354,8 +365,9 @@ class Client:
         shadow_version: int | None = None,
         allow_signature_change: bool = False,
         reason: str = "",
-    ) -> Release:
-        """Promote a version (or start a canary at `canary_percent`); a new release.
+    ) -> Release | ChangeRequest:
+        """Promote a version (or start a canary at `canary_percent`); a new release, or on an endpoint that requires
+        approval a pending `ChangeRequest` (tell them apart with `is_change_request`).
 
         A version whose inputs or outputs differ from the primary's raises `Invalid` (code `signature_mismatch`, the
         differences in `detail["differences"]`) unless `allow_signature_change`.
@@ -367,7 +379,9 @@ class Client:
             body["shadow_version"] = shadow_version
         if allow_signature_change:
             body["allow_signature_change"] = True
-        return cast(Release, self._json("POST", f"/api/v1/endpoints/{_segment(name)}/promote", json=body))
+        return cast(
+            Release | ChangeRequest, self._json("POST", f"/api/v1/endpoints/{_segment(name)}/promote", json=body)
+        )
 
     def rollback(self, name: str, *, reason: str = "") -> Release:
         """Roll back to the previous release, as a new release."""
@@ -384,8 +398,9 @@ class Client:
         gates: dict[str, float | None] | None = None,
         allow_signature_change: bool = False,
         reason: str = "",
-    ) -> Rollout:
+    ) -> Rollout | ChangeRequest:
         """Start a rollout: the version's canary share moves step by step while the gates hold, then it is promoted.
+        On an endpoint that requires approval: a pending `ChangeRequest` holding the rollout (`is_change_request`).
 
         `gates` overrides thresholds by name (None turns one off). A failed pre-flight check raises `Invalid` (code
         `preflight_failed`, the checks in `detail["checks"]`); an active rollout, `Invalid` (code `rollout_active`).
@@ -393,7 +408,30 @@ class Client:
         body: dict[str, Any] = {"version": int(version), "steps": steps, "gates": gates or {}, "reason": reason}
         if allow_signature_change:
             body["allow_signature_change"] = True
-        return cast(Rollout, self._json("POST", f"/api/v1/endpoints/{_segment(name)}/rollouts", json=body))
+        return cast(
+            Rollout | ChangeRequest, self._json("POST", f"/api/v1/endpoints/{_segment(name)}/rollouts", json=body)
+        )
+
+    # -- approvals ---------------------------------------------------------------------------------------------
+
+    def change_requests(self, *, team: str | None = None, state: str | None = None) -> list[ChangeRequest]:
+        """Change requests of your teams (or `team`), pending first; `state` keeps only those."""
+        params = {key: value for key, value in (("team", team), ("state", state)) if value}
+        return cast(list[ChangeRequest], self._json("GET", "/api/v1/change-requests", params=params))
+
+    def get_change_request(self, request_id: int) -> ChangeRequest:
+        return cast(ChangeRequest, self._json("GET", f"/api/v1/change-requests/{int(request_id)}"))
+
+    def approve(self, request_id: int, *, reason: str = "") -> ChangeRequest:
+        """Approve and apply a change request (an admin other than its requester; `Invalid` code `expired` when
+        its time is up). A change that no longer applies comes back with state `failed` and `result["error"]`."""
+        path = f"/api/v1/change-requests/{int(request_id)}/approve"
+        return cast(ChangeRequest, self._json("POST", path, json={"reason": reason}))
+
+    def reject(self, request_id: int, *, reason: str = "") -> ChangeRequest:
+        """Reject a change request with a reason, or withdraw your own."""
+        path = f"/api/v1/change-requests/{int(request_id)}/reject"
+        return cast(ChangeRequest, self._json("POST", path, json={"reason": reason}))
 
     def rollouts(self, name: str) -> list[Rollout]:
         """The endpoint's rollouts, newest first."""
@@ -471,3 +509,8 @@ def _sleep_until(deadline: float, pause: float, what: str, timeout: float) -> No
     if left <= 0:
         raise WaitTimeout(f"Gave up waiting for {what} after {timeout:g} s.", code="wait_timeout")
     time.sleep(min(pause, left))
+
+
+def is_change_request(answer: Any) -> TypeGuard[ChangeRequest]:
+    """Whether a promote's or a rollout's answer is a change request (the endpoint requires approval)."""
+    return isinstance(answer, dict) and "expires_at" in answer and "decided_by" in answer

@@ -23,6 +23,7 @@ EXIT_JOB_FAILED = 7
 EXIT_CONNECTION = 8
 EXIT_ROLLED_BACK = 9
 EXIT_ABORTED = 10
+EXIT_PENDING_APPROVAL = 11
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (not listed in the help: no pipeline acts on it)
 
 # The error table: what each exit code means, as `modeldeck --help` lists it. Each error class below names its
@@ -40,6 +41,8 @@ EXIT_CODE_MEANINGS: dict[int, str] = {
     EXIT_CONNECTION: "connection error or timeout (the server could not be reached, or a wait ran past --timeout)",
     EXIT_ROLLED_BACK: "rolled back (a waited-for rollout failed a gate and removed its canary by itself)",
     EXIT_ABORTED: "aborted (a waited-for rollout was aborted, or a manual release took the endpoint over)",
+    EXIT_PENDING_APPROVAL: "pending approval (`rollout --wait` on an endpoint that requires approval: a change request "
+    "was\n     made, and nothing is rolled out until another admin approves it)",
 }
 
 EXIT_CODES_HELP = "exit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items())
@@ -124,6 +127,12 @@ class RolloutAborted(ModelDeckError):
     """Raise when a waited-for rollout was aborted (by a person, or by a manual release on its endpoint)."""
 
     exit_code = EXIT_ABORTED
+
+
+class PendingApproval(ModelDeckError):
+    """Raise when `--wait` cannot follow a change: the endpoint requires approval, and a change request waits."""
+
+    exit_code = EXIT_PENDING_APPROVAL
 
 
 class UsageError(ModelDeckError):

@@ -102,6 +102,7 @@ class Endpoint(TypedDict):
     public: bool
     max_batch_size: int
     max_queue_delay_ms: float
+    requires_approval: bool  # promotes and rollouts are change requests another admin approves
     release: Release
     created_at: str
 
@@ -143,6 +144,27 @@ class Rollout(TypedDict):
     created_at: str
     finished_at: str | None
     history: NotRequired[list[dict[str, Any]]]  # one rollout's read: the evaluations kept when a verdict changed
+
+
+class ChangeRequest(TypedDict):
+    """A promote or rollout waiting for (or decided by) a second admin, on an endpoint that requires approval."""
+
+    id: int
+    team: str
+    endpoint: str
+    kind: str  # promote, rollout
+    state: str  # pending, approved, rejected, expired, failed
+    version: int | None
+    change: dict[str, Any]
+    rollout: int | None
+    rollout_state: str | None
+    requested_by: str | None
+    requested_at: str
+    expires_at: str
+    decided_by: str | None
+    decided_at: str | None
+    decision_reason: str
+    result: dict[str, Any]
 
 
 ROLLOUT_DONE_STATES = ("succeeded", "rolled_back", "aborted")

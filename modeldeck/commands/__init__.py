@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from modeldeck.commands import (
+    approvals,
     archive,
     benchmark,
     convert,
@@ -34,6 +35,7 @@ REGISTERS: tuple[Callable[[CommandAdd], None], ...] = (
     deploy.register,
     releases.register,
     rollouts.register,
+    approvals.register,
     archive.register,
     status.register,
     predict.register,

@@ -6,12 +6,14 @@ import argparse
 
 from rich.console import Console
 
+from modeldeck.client import is_change_request
+from modeldeck.commands.approvals import pending_text
 from modeldeck.commands.arguments import CommandAdd, json_flag, model_reference
 from modeldeck.commands.context import Context
 from modeldeck.commands.tables import endpoint_table
 from modeldeck.errors import Invalid, NotFound
 from modeldeck.output import Result
-from modeldeck.resources import Endpoint
+from modeldeck.resources import ChangeRequest, Endpoint
 
 
 def register(add: CommandAdd) -> None:
@@ -36,6 +38,7 @@ def deploy_run(ctx: Context) -> Result:
     args = ctx.args
     client = ctx.client
     created = promoted = False
+    change_request: ChangeRequest | None = None
     try:
         endpoint: Endpoint = client.get_endpoint(args.endpoint)
     except NotFound:
@@ -57,8 +60,11 @@ def deploy_run(ctx: Context) -> Result:
             )
         release = endpoint["release"]
         if release["primary"] != args.version or release["canary"] is not None:
-            client.promote(args.endpoint, args.version, reason=args.reason)
-            promoted = True
+            made = client.promote(args.endpoint, args.version, reason=args.reason)
+            if is_change_request(made):
+                change_request = made
+            else:
+                promoted = True
         changes = {
             key: value
             for key, value in (("protected", args.protected), ("public", args.public))
@@ -68,10 +74,15 @@ def deploy_run(ctx: Context) -> Result:
             client.update_endpoint(args.endpoint, **changes)
         if promoted or changes:
             endpoint = client.get_endpoint(args.endpoint)
-    document = {"created": created, "promoted": promoted, "endpoint": endpoint}
+    document: dict[str, object] = {"created": created, "promoted": promoted, "endpoint": endpoint}
+    if change_request is not None:
+        document["change_request"] = change_request
 
     def render(console: Console) -> None:
         what = "created" if created else ("promoted" if promoted else "already serving the version")
+        if change_request is not None:
+            console.print(pending_text(change_request))
+            what = "not promoted yet"
         console.print(f"Endpoint [bold]{endpoint['name']}[/] {what}.")
         console.print(endpoint_table(endpoint))
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from rich.console import Console
 
+from modeldeck.client import is_change_request
+from modeldeck.commands.approvals import pending_text
 from modeldeck.commands.arguments import CommandAdd, json_flag, percent
 from modeldeck.commands.context import Context
 from modeldeck.commands.tables import serving_text
@@ -40,7 +44,7 @@ def register(add: CommandAdd) -> None:
 
 def promote_run(ctx: Context) -> Result:
     args = ctx.args
-    release = ctx.client.promote(
+    made = ctx.client.promote(
         args.endpoint,
         args.version,
         canary_percent=args.canary,
@@ -48,7 +52,12 @@ def promote_run(ctx: Context) -> Result:
         allow_signature_change=args.allow_signature_change,
         reason=args.reason,
     )
-    return _release_result(args.endpoint, release)
+    if is_change_request(made):
+        # Exit 0: asking is what promote can do here; the request's id is in the JSON for a pipeline to follow.
+        return Result(
+            {"endpoint": args.endpoint, "change_request": made}, lambda console: console.print(pending_text(made))
+        )
+    return _release_result(args.endpoint, cast(Release, made))
 
 
 def rollback_run(ctx: Context) -> Result:

@@ -5,12 +5,23 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from typing import cast
 
 from rich.console import Console
 
+from modeldeck.client import is_change_request
+from modeldeck.commands.approvals import pending_text
 from modeldeck.commands.arguments import CommandAdd, json_flag
 from modeldeck.commands.context import Context
-from modeldeck.errors import ModelDeckError, NotFound, RolloutAborted, RolloutRolledBack, UsageError, WaitTimeout
+from modeldeck.errors import (
+    ModelDeckError,
+    NotFound,
+    PendingApproval,
+    RolloutAborted,
+    RolloutRolledBack,
+    UsageError,
+    WaitTimeout,
+)
 from modeldeck.output import Result
 from modeldeck.resources import ROLLOUT_DONE_STATES, Rollout, RolloutStep
 
@@ -112,7 +123,7 @@ def _steps(ctx: Context) -> list[RolloutStep]:
 
 def rollout_run(ctx: Context) -> Result:
     args = ctx.args
-    rollout = ctx.client.start_rollout(
+    made = ctx.client.start_rollout(
         args.endpoint,
         args.version,
         steps=_steps(ctx),
@@ -120,6 +131,16 @@ def rollout_run(ctx: Context) -> Result:
         allow_signature_change=args.allow_signature_change,
         reason=args.reason,
     )
+    if is_change_request(made):
+        pending: ModelDeckError | None = None
+        if args.wait:
+            pending = PendingApproval(
+                f"Cannot wait: {pending_text(made)}",
+                code="pending_approval",
+                detail={"change_request": made["id"], "rollout": made["rollout"]},
+            )
+        return Result({"change_request": made}, lambda console: console.print(pending_text(made)), pending)
+    rollout = cast(Rollout, made)
     if not args.wait:
         return _rollout_result(rollout)
     ctx.output.line(_progress_text(rollout))
