@@ -18,6 +18,7 @@ from common.errors import ApplicationError
 from deployments.choices import ChangeRequestKind, ChangeRequestState, RolloutState
 from deployments.models import ChangeRequest, Endpoint, Release, Rollout
 from deployments.rollouts import rollout_create, rollout_start_approved
+from deployments.selectors import change_request_list
 from deployments.services import change_request_record, release_promote, version_check_deployable
 from registry.models import ModelVersion
 from teams.choices import Action
@@ -27,6 +28,7 @@ __all__ = [
     "change_request_approve",
     "change_request_reject",
     "change_requests_expire",
+    "change_requests_pending",
     "release_promote_or_request",
     "rollout_create_or_request",
 ]
@@ -337,3 +339,10 @@ def change_request_reject(*, actor: Actor, request: ChangeRequest, reason: str) 
         request.refresh_from_db()
         change_request_record(actor=actor, request=request, action="change_request.reject")
     return request
+
+
+def change_requests_pending(*, team_id: int) -> list[ChangeRequest]:
+    """The team's pending change requests, next to expire first, after marking those past their time (the team
+    dashboard's card)."""
+    change_requests_expire(team_id=team_id)
+    return list(change_request_list(team_id=team_id, state=ChangeRequestState.PENDING))

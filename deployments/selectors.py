@@ -160,10 +160,14 @@ def _change_requests() -> QuerySet[ChangeRequest]:
     )
 
 
-def change_request_list(*, team: Team, state: str | None = None) -> QuerySet[ChangeRequest]:
+def change_request_list(
+    *, team: Team | None = None, team_id: int | None = None, state: str | None = None
+) -> QuerySet[ChangeRequest]:
     """The team's change requests: pending first (oldest first, the next to expire on top), then the rest, newest
     first."""
-    requests = _change_requests().filter(team=team)
+    wanted = team.pk if team is not None else team_id
+    assert wanted is not None
+    requests = _change_requests().filter(team_id=wanted)
     if state:
         requests = requests.filter(state=state)
     return requests.order_by(

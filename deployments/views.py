@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from common.errors import ApplicationError, NotFoundError, PermissionDeniedError
-from deployments.approvals import release_promote_or_request, rollout_create_or_request
+from deployments.approvals import change_requests_pending, release_promote_or_request, rollout_create_or_request
 from deployments.compatibility import tensor_text
 from deployments.models import Endpoint, Rollout
 from deployments.rollouts import (
@@ -25,6 +25,7 @@ from deployments.rollouts import (
     rollout_steps_parse,
 )
 from deployments.selectors import (
+    change_request_pending,
     endpoint_change_action,
     endpoint_get,
     endpoint_list,
@@ -63,6 +64,7 @@ TEAM_FRAGMENTS = {
     "jobs": "teams/_running_jobs.html",
     "uploads": "teams/_recent_uploads.html",
     "activity": "teams/_recent_activity.html",
+    "approvals": "teams/_pending_approvals.html",
 }
 DASHBOARD_ROWS = 8
 
@@ -88,6 +90,7 @@ def team_detail(request: HttpRequest, team: str) -> HttpResponse:
         "releases": _releases_with_rollouts(obj),
         "jobs": job_list(actor=actor, team_slug=obj.slug).filter(status__in=ACTIVE_JOB_STATUSES)[:DASHBOARD_ROWS],
         "versions": version_recent_list(team=obj)[:DASHBOARD_ROWS],
+        "approvals": change_requests_pending(team_id=obj.pk)[:DASHBOARD_ROWS],
     }
     fragment = TEAM_FRAGMENTS.get(request.GET.get("fragment", "")) if request.headers.get("HX-Request") else None
     return render(request, fragment or "teams/team_detail.html", context)
@@ -194,10 +197,20 @@ def _endpoint_context(actor: Actor, endpoint: Endpoint, error: str = "") -> dict
         "releases": releases,
         "history": release_changes(releases),
         "choices": choices,
-        "can_change": actor_can(actor=actor, team=endpoint.team, action=action),
+        # Who may release by hand (rollback; promote where no approval is needed), and who may ask for one.
+        "can_release": actor_can(actor=actor, team=endpoint.team, action=action),
+        "can_change": _may_change(actor, endpoint),
         "can_protect": actor_can(actor=actor, team=endpoint.team, action=Action.CHANGE_PROTECTED),
+        "pending_request": change_request_pending(endpoint=endpoint) if endpoint.requires_approval else None,
         "error": error,
     }
+
+
+def _may_change(actor: Actor, endpoint: Endpoint) -> bool:
+    """Whether the endpoint's change cards offer anything: its change role, or a developer's request for approval."""
+    if actor_can(actor=actor, team=endpoint.team, action=endpoint_change_action(endpoint)):
+        return True
+    return endpoint.requires_approval and actor_can(actor=actor, team=endpoint.team, action=Action.DEVELOP)
 
 
 @require_http_methods(["GET", "POST"])
@@ -344,6 +357,7 @@ SETTING_NAMES = {
     "protected": "protected",
     "max_batch_size": "batch rows",
     "max_queue_delay_ms": "batch wait (ms)",
+    "requires_approval": "requires approval",
 }
 
 
@@ -356,6 +370,7 @@ def _settings_changes(endpoint: Endpoint, form: Any, *, may_protect: bool) -> di
     wanted: dict[str, Any] = {"public": form.get("public") == "on"}
     if may_protect:
         wanted["protected"] = form.get("protected") == "on"
+        wanted["requires_approval"] = form.get("requires_approval") == "on"
     for field, kind in (("max_batch_size", int), ("max_queue_delay_ms", float)):
         raw = form.get(field, "").strip()
         try:
@@ -417,7 +432,8 @@ def _rollout_context(
         "last": None if active else rollout_list(endpoint=endpoint).first(),
         "defaults": [(gate, GATE_LABELS[gate], value) for gate, value in ROLLOUT_GATE_DEFAULTS.items()],
         "versions": versions.order_by("-number"),
-        "can_change": actor_can(actor=actor, team=endpoint.team, action=endpoint_change_action(endpoint)),
+        "can_change": _may_change(actor, endpoint),
+        "rollout_request": active.change_requests.order_by("-id").first() if active is not None else None,
         "error": error,
         "form": form or {},
     }

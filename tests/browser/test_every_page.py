@@ -31,6 +31,7 @@ PAGES = {
     "version": "/teams/alpha/models/iris/versions/2/",
     "endpoints": "/teams/alpha/endpoints/",
     "endpoint": "/endpoints/iris-staging/",
+    "approvals": "/teams/alpha/approvals/",
     "tokens": "/teams/alpha/tokens/",
     "audit": "/teams/alpha/audit/",
     "settings": "/teams/alpha/settings/",

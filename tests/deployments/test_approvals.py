@@ -346,3 +346,64 @@ def test_two_admins_approving_at_once_release_once(make_member, team_a, tmp_path
     assert sorted(codes) == [200, 409]
     assert Release.objects.count() == before + 1
     assert ChangeRequest.objects.get(pk=created["id"]).state == "approved"
+
+
+def _page_client(member: Any) -> Any:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(member.user)
+    return client
+
+
+@pytest.mark.django_db
+def test_pages_ask_show_both_versions_and_decide(guarded) -> None:
+    dev = _page_client(guarded["dev"])
+    page = dev.get("/endpoints/iris-prod/")
+    assert 'data-testid="needs-approval"' in page.content.decode()
+    asked = dev.post("/endpoints/iris-prod/", {"operation": "promote", "version": "2", "reason": "recall"})
+    assert asked.status_code == 302
+    request = ChangeRequest.objects.get()
+    assert f'href="/teams/alpha/approvals/{request.pk}/"' in dev.get("/endpoints/iris-prod/").content.decode()
+    assert live().primary.number == 1
+    overview = dev.get("/teams/alpha/").content.decode()
+    assert 'data-testid="pending-approvals"' in overview and f"#{request.pk} promote v2 on iris-prod" in overview
+
+    mine = dev.get(f"/teams/alpha/approvals/{request.pk}/").content.decode()
+    assert 'data-action="approve"' not in mine and "another admin must approve it" in mine
+    assert "Serving now: v1" in mine and "Requested: v2" in mine
+    admin = _page_client(guarded["ada"])
+    shown = admin.get(f"/teams/alpha/approvals/{request.pk}/").content.decode()
+    assert 'data-action="approve"' in shown
+    no_reason = admin.post(f"/teams/alpha/approvals/{request.pk}/", {"operation": "approve"}, HTTP_HX_REQUEST="true")
+    assert no_reason.status_code == 400 and ChangeRequest.objects.get().state == "pending"
+    done = admin.post(
+        f"/teams/alpha/approvals/{request.pk}/", {"operation": "approve", "reason": "ok"}, HTTP_HX_REQUEST="true"
+    )
+    assert done.status_code == 200 and "approved" in done.content.decode()
+    assert live().primary.number == 2
+    listing = admin.get("/teams/alpha/approvals/").content.decode()
+    assert "Nothing waits for approval." in listing and f'data-change-request="{request.pk}"' in listing
+
+
+@pytest.mark.django_db
+def test_another_teams_approval_page_is_not_found(guarded, make_member, team_b) -> None:
+    request_promote(guarded["dev"])
+    request = ChangeRequest.objects.get()
+    stranger = _page_client(make_member(team=team_b, role=Role.ADMIN))
+    assert stranger.get(f"/teams/alpha/approvals/{request.pk}/").status_code == 404
+    assert stranger.get(f"/teams/bravo/approvals/{request.pk}/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_settings_card_turns_approvals_on(deck) -> None:
+    admin = _page_client(deck["boss"])
+    card = admin.get("/endpoints/iris-prod/").content.decode()
+    assert 'data-testid="requires-approval"' in card
+    answer = admin.post(
+        "/endpoints/iris-prod/settings/",
+        {"protected": "on", "requires_approval": "on", "max_batch_size": "0", "max_queue_delay_ms": "2.0"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert answer.status_code == 200, answer.content.decode()
+    assert Endpoint.objects.get(name="iris-prod").requires_approval is True
