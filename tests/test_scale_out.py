@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from deployments.models import Release
 from deployments.services import endpoint_create
-from monitoring.models import Alert
+from monitoring.models import Alert, EvaluatorLease
 from registry.choices import JobStatus
 from registry.models import Job, ModelVersion
 from registry.services.jobs import JOB_LOST_AFTER, jobs_reap
@@ -114,14 +114,19 @@ def bad_version(model: Any, actor: Actor, tmp_path: Path) -> ModelVersion:
 
 @contextmanager
 def load(webs: list[Web], token: str, answers: list[tuple[int, str]]) -> Iterator[None]:
-    """Four clients sending BODY round robin to the web processes until the block ends: (status, version) kept."""
+    """Four clients sending BODY round robin to the web processes until the block ends, each request retried on the
+    next process when one is gone: (status, version or message) kept."""
     stop = threading.Event()
 
     def client() -> None:
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10) as http:
             turn = 0
             while not stop.is_set():
-                response = http.post(f"{webs[turn % len(webs)].url}/v2/models/iris/infer", content=BODY)
+                try:
+                    response = http.post(f"{webs[turn % len(webs)].url}/v2/models/iris/infer", content=BODY)
+                except httpx.TransportError:
+                    turn += 1  # that process is gone: the same request, to the next one
+                    continue
                 # An answer names its version in a header; a refusal, in its message.
                 answers.append((response.status_code, response.headers.get("x-modeldeck-version") or response.text))
                 turn += 1
@@ -145,10 +150,21 @@ def rollout(web: Web, auth: dict[str, str], version: int, gates: dict[str, Any])
     return int(started.json()["id"])
 
 
-def rollout_outcome(web: Web, auth: dict[str, str], rollout_id: int) -> str:
+def rollout_state(webs: list[Web], auth: dict[str, str], rollout_id: int) -> tuple[str, int]:
+    """The rollout's state and step, asked of whichever web process answers."""
+    for web in list(webs):
+        try:
+            body = httpx.get(f"{web.url}/api/v1/endpoints/iris/rollouts/{rollout_id}", headers=auth).json()
+        except httpx.TransportError:
+            continue
+        return str(body["state"]), int(body["step"])
+    raise AssertionError("no web process answers")
+
+
+def rollout_outcome(webs: list[Web], auth: dict[str, str], rollout_id: int) -> str:
     def finished() -> str | None:
-        state = httpx.get(f"{web.url}/api/v1/endpoints/iris/rollouts/{rollout_id}", headers=auth).json()["state"]
-        return None if state in ("running", "paused") else str(state)
+        state = rollout_state(webs, auth, rollout_id)[0]
+        return None if state in ("running", "paused") else state
 
     return str(wait_until(finished, 60, f"rollout {rollout_id} to finish", poll=0.25))
 
@@ -248,9 +264,19 @@ def test_two_web_processes_and_two_workers_share_the_load_and_the_state(
             answers_by_version: list[tuple[int, str]] = []
             with load(webs, dev.token, answers_by_version):
                 healthy = rollout(webs[0], auth, 2, gates={"min_requests": 20, "p95_ratio": None})
-                assert rollout_outcome(webs[1], auth, healthy) == "succeeded"
+                # Half way, the web process that judges it dies: the other takes the lease over and finishes it,
+                # and a new web process takes the dead one's place (clients retry on the other meanwhile).
+                wait_until(lambda: rollout_state(webs, auth, healthy)[1] == 2, 30, "the rollout's second step")
+                holder = EvaluatorLease.objects.get().holder
+                dead = next(i for i, web in enumerate(webs) if holder.endswith(f":{web.process.pid}"))
+                webs[dead].kill()
+                webs[dead] = Web(f"web-{dead + 1}-again", env)
+                processes.append(webs[dead])
+                webs[dead].wait_ready()
+                assert rollout_outcome(webs, auth, healthy) == "succeeded"
+                assert EvaluatorLease.objects.get().holder != holder
                 failing = rollout(webs[1], auth, bad.number, gates={"min_requests": 20, "p95_ratio": None})
-                assert rollout_outcome(webs[0], auth, failing) == "rolled_back"
+                assert rollout_outcome(webs, auth, failing) == "rolled_back"
             outcome = httpx.get(f"{webs[0].url}/api/v1/endpoints/iris/rollouts/{failing}", headers=auth).json()
             print(f"\nrolled back: {outcome['outcome']}")
             assert "canary error rate" in outcome["outcome"]
