@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -170,11 +171,19 @@ def _release_change(before: Any, after: Any) -> str:
     return "; ".join(parts) or "no change in what serves"
 
 
+def _releasable(endpoint: Endpoint) -> QuerySet[ModelVersion]:
+    """The versions a page offers to release on the endpoint: ready, servable, not archived (the services refuse
+    an archived one; the pages do not offer it)."""
+    return endpoint.model.versions.filter(
+        status=VersionStatus.READY, format__in=SERVED_FORMATS, archived_at__isnull=True
+    )
+
+
 def _endpoint_context(actor: Actor, endpoint: Endpoint, error: str = "") -> dict[str, object]:
     current = release_current(endpoint=endpoint)
     releases = list(release_list(endpoint=endpoint)[:50])
     action = endpoint_change_action(endpoint)
-    ready = endpoint.model.versions.filter(status=VersionStatus.READY, format__in=SERVED_FORMATS)
+    ready = _releasable(endpoint)
     # Each version that could be released, with how its signature differs from the primary's (shown before the
     # confirm step, not after a refusal).
     choices = [
@@ -272,7 +281,8 @@ def endpoint_page(request: HttpRequest, name: str) -> HttpResponse:
     context = {
         **_endpoint_context(actor, endpoint, error),
         "refused": refused,
-        "rollout_card": _rollout_context(actor, endpoint),
+        # A version page's "roll it out" link names the version: the rollout form starts with it.
+        "rollout_card": _rollout_context(actor, endpoint, form={"version": request.GET.get("rollout", "")}),
     }
     status = 200 if not error else 409 if refused else 400
     if request.method == "POST" and request.headers.get("HX-Request"):
@@ -420,9 +430,7 @@ def _rollout_context(
 ) -> dict[str, Any]:
     active = rollout_active(endpoint=endpoint)
     current = release_current(endpoint=endpoint)
-    versions = endpoint.model.versions.filter(status=VersionStatus.READY, format__in=SERVED_FORMATS).exclude(
-        pk=current.primary_id
-    )
+    versions = _releasable(endpoint).exclude(pk=current.primary_id)
     return {
         "team": endpoint.team,
         "endpoint": endpoint,

@@ -427,3 +427,17 @@ def test_endpoint_page_starts_follows_and_aborts_a_rollout_in_place(deck) -> Non
     viewer = page_client(deck["viewer"])
     assert b'data-testid="rollout-form"' not in viewer.get("/endpoints/iris-prod/").content
     assert viewer.post(url, {**form, **gates}, **headers).status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_version_page_links_to_a_rollout_of_that_version(deck) -> None:
+    from registry.services.archive import version_archive
+
+    client = page_client(deck["dev"])
+    version_page = client.get("/teams/alpha/models/iris/versions/3/").content.decode()
+    assert "/endpoints/iris-prod/?rollout=3#endpoint-rollout" in version_page
+    endpoint_page = client.get("/endpoints/iris-prod/?rollout=3").content.decode()
+    assert '<option value="3" selected>' in endpoint_page
+    # An archived version is never offered.
+    version_archive(actor=deck["actor"], version=deck["versions"][1])
+    assert '<option value="2"' not in client.get("/endpoints/iris-prod/").content.decode()
