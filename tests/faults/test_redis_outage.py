@@ -2,7 +2,8 @@
 
 A promote while Redis is away is committed and answered 201 (the commit is the truth); every web process serves it
 within about a second of Redis' return. A job or an upload whose message could not be sent is sent again by the
-reaper once the broker is back, and runs. A retried POST with the same Idempotency-Key makes nothing twice.
+reaper once the broker is back, and runs. A retried POST with the same Idempotency-Key makes nothing twice. A
+rollout goes on to its promote while Redis is away.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tests.deployments.test_endpoint_apis import add_version
 from tests.faults.redis_server import private_redis
 from tests.registry.model_files import onnx_file
 from tests.registry.test_worker_kill import celery_broker, database_url, wait_until
-from tests.test_scale_out import Web, served_version
+from tests.test_scale_out import Web, load, rollout, rollout_outcome, rollout_state, served_version
 
 # This file's private ports (the first free one of each group is used).
 WEB_REDIS_PORTS = (56379, 56380, 56381)
@@ -169,3 +170,39 @@ def test_jobs_and_uploads_made_while_the_broker_is_away_are_sent_again_and_run_o
     assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 1), job.error
     assert version.status == VersionStatus.READY, version.status_message
     assert [entry["message"] for entry in job.log][1] == "no worker took it yet; sent to the queue again"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rollout_goes_on_while_redis_is_away(artifact_dir: Path, tmp_path: Path, make_member, team_a) -> None:
+    """Its state is in the database and the one evaluator reads and writes only the database: with Redis stopped
+    halfway, the rollout still reaches its promote, and no client request fails meanwhile."""
+    dev = make_member(team=team_a, role=Role.DEVELOPER, username="dev")
+    actor = Actor(user=dev.user)
+    model = registered_model_create(actor=actor, team=team_a, name="iris")
+    versions = {seed: add_version(model, actor, tmp_path, seed) for seed in (1, 2)}
+    endpoint_create(actor=actor, model=model, name="iris", version=versions[1])
+    auth = {"Authorization": f"Bearer {dev.token}"}
+    webs: list[Web] = []
+    with private_redis(WEB_REDIS_PORTS) as server:
+        try:
+            env = web_env(tmp_path, server.url())
+            webs = [Web("web-1", env), Web("web-2", env)]
+            for web in webs:
+                web.wait_ready()
+            answers: list[tuple[int, str]] = []
+            with load(webs, dev.token, answers):
+                started = rollout(webs[0], auth, 2, gates={"min_requests": 10, "p95_ratio": None})
+                wait_until(lambda: rollout_state(webs, auth, started)[1] == 2, 30, "the rollout's second step")
+                server.stop()
+                assert rollout_outcome(webs, auth, started) == "succeeded"
+                server.start()
+                wait_until(lambda: {served_version(web, dev.token) for web in webs} == {2}, 20, "v2 everywhere")
+            assert answers and {status for status, _ in answers} == {200}
+            assert Release.objects.select_related("primary").order_by("-number")[0].primary.number == 2
+        except BaseException:
+            for web in webs:
+                print(web.dump())
+            raise
+        finally:
+            for web in webs:
+                web.kill()
