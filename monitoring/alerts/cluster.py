@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from deployments.rollouts import Traffic, rollout_judge, rollouts_running
 from deployments.selectors import release_live_list
-from monitoring.alerts.evaluation import AlertEvaluator, _db
+from monitoring.alerts.evaluation import AlertEvaluator, in_db_thread
 from monitoring.recorder import LATENCY_BOUNDS, bucket_quantile
 from monitoring.selectors import drift_windows_since, metric_seconds_between
 from monitoring.services import evaluator_lease_release, evaluator_lease_take, metric_seconds_prune
@@ -112,7 +112,8 @@ class ClusterEvaluator:
     async def tick(self, now: float) -> None:
         """Take or keep the lease; if held, read what every process wrote up to now - READ_LAG_SECONDS and judge."""
         try:
-            leading = bool(await _db(evaluator_lease_take, name=LEASE, holder=self.process, seconds=LEASE_SECONDS))
+            taken = await in_db_thread(evaluator_lease_take, name=LEASE, holder=self.process, seconds=LEASE_SECONDS)
+            leading = bool(taken)
         except Exception:
             logger.warning("cannot take the evaluator lease; judging nothing this second", exc_info=True)
             leading = False
@@ -136,7 +137,7 @@ class ClusterEvaluator:
 
     async def _read(self, upto: int) -> None:
         await self.alerts.rules_refresh()
-        self._judged = await _db(_rollouts_judged)
+        self._judged = await in_db_thread(_rollouts_judged)
         # Their endpoints' traffic is kept as long as their steps bake, and a minute more (a judge that waits for
         # the minimum requests can look past the bake time).
         horizon = max((judged.bake_seconds + 60 for judged in self._judged), default=0)
@@ -152,13 +153,13 @@ class ClusterEvaluator:
         self._kept, self._reach = watched, reach
         first = self._read_upto if self._read_upto is not None else upto - self.alerts.horizon
         if upto > first:
-            seconds = await _db(metric_seconds_between, after=first, upto=upto)
+            seconds = await in_db_thread(metric_seconds_between, after=first, upto=upto)
             for second in sorted(seconds):
                 self.alerts.observe(second, seconds[second])
             self.alerts.observe(upto, {})  # quiet seconds age the windows too
         if self._drift_after is None:
             self._drift_after = datetime.fromtimestamp(first, tz=UTC) - timedelta(minutes=1)
-        for ended_at, endpoint, version, rows, psi in await _db(drift_windows_since, after=self._drift_after):
+        for ended_at, endpoint, version, rows, psi in await in_db_thread(drift_windows_since, after=self._drift_after):
             self.alerts.observe_drift(int(ended_at.timestamp()) - 1, {(endpoint, version): (rows, psi)})
             self._drift_after = max(self._drift_after, ended_at)
         self._read_upto = max(upto, first)
@@ -174,7 +175,7 @@ class ClusterEvaluator:
             if judged.shadow is not None:
                 shadow = _traffic(self.alerts.totals((name, judged.shadow, "shadow"), first, upto))
             try:
-                changed = await _db(
+                changed = await in_db_thread(
                     rollout_judge,
                     rollout_id=judged.rollout_id,
                     step=judged.step,
@@ -195,7 +196,7 @@ class ClusterEvaluator:
             return
         self._pruned_at = time.monotonic()
         try:
-            await _db(metric_seconds_prune, before_second=upto - KEEP_SECONDS)
+            await in_db_thread(metric_seconds_prune, before_second=upto - KEEP_SECONDS)
         except Exception:
             logger.warning("cannot prune per-second metrics", exc_info=True)
 
@@ -203,7 +204,7 @@ class ClusterEvaluator:
         """Hand the lease over now (a process shutting down): another process judges from its next second."""
         if self.leading:
             try:
-                await _db(evaluator_lease_release, name=LEASE, holder=self.process)
+                await in_db_thread(evaluator_lease_release, name=LEASE, holder=self.process)
             except Exception:
                 logger.warning("cannot release the evaluator lease; it lapses in %.0f s", LEASE_SECONDS, exc_info=True)
             self.leading = False

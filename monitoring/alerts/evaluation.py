@@ -39,7 +39,7 @@ def _in_thread_with_db(function: Any, **kwargs: Any) -> Any:
         close_old_connections()
 
 
-async def _db(function: Any, **kwargs: Any) -> Any:
+async def in_db_thread(function: Any, **kwargs: Any) -> Any:
     return await sync_to_async(_in_thread_with_db, thread_sensitive=False)(function, **kwargs)
 
 
@@ -159,7 +159,7 @@ class AlertEvaluator:
     async def _fire(self, firing: Firing, now: float) -> Alert | None:
         refusal = rollback_refusal(firing, now)
         rollback = firing.rule.action == AlertAction.ROLLBACK and not refusal
-        alert: Alert | None = await _db(alert_fire, firing=firing, rollback=rollback, detail=refusal)
+        alert: Alert | None = await in_db_thread(alert_fire, firing=firing, rollback=rollback, detail=refusal)
         if alert is None:
             return None  # fired already, by another process or before a restart
         endpoint = firing.rule.endpoint
@@ -186,7 +186,7 @@ class AlertEvaluator:
             return
         self._rules_read_at = time.monotonic()
         try:
-            rules: list[WatchedRule] = await _db(alert_rules_watched)
+            rules: list[WatchedRule] = await in_db_thread(alert_rules_watched)
         except Exception:
             logger.warning("cannot read alert rules; keeping the last ones", exc_info=True)
             return

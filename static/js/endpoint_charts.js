@@ -278,9 +278,9 @@
       if (!perSecond.size) continue;
       const points = [];
       for (let t = from; t <= end; t++) {
-        const window = M.empty();
-        for (let u = t - SMOOTH_SECONDS + 1; u <= t; u++) if (perSecond.has(u)) M.addInto(window, perSecond.get(u));
-        points.push(point(t * 1000, window, SMOOTH_SECONDS));
+        const sums = M.empty(); // the 5 s up to t
+        for (let u = t - SMOOTH_SECONDS + 1; u <= t; u++) if (perSecond.has(u)) M.addInto(sums, perSecond.get(u));
+        points.push(point(t * 1000, sums, SMOOTH_SECONDS));
       }
       all.push({ version: s.version, role: s.role, points: points });
     }

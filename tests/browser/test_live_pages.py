@@ -322,8 +322,11 @@ def _tab_to(page: Page, selector: str, most: int = 200) -> None:
         page.keyboard.press("Tab")
         if page.evaluate("(s) => document.activeElement && document.activeElement.matches(s)", selector):
             # And it shows where the focus is.
-            outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
-            assert outline not in ("", "none"), f"{selector} has the focus but no visible outline"
+            # The house outline (static/css/app.css), not the browser's default one that some themes hide.
+            outline = page.evaluate(
+                "() => { const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth]; }"
+            )
+            assert outline == ["solid", "2px"], f"{selector} has the focus but not the focus outline: {outline}"
             return
     raise AssertionError(f"{selector} cannot be reached with Tab")
 
