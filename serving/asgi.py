@@ -22,8 +22,8 @@ from monitoring.drift import drift_monitor
 from monitoring.flusher import flusher
 from monitoring.recorder import recorder
 from serving import core
-from serving.core import Handler, Request, Response
 from serving.protocols.errors import ProtocolError
+from serving.request import BodyBudget, Handler, Request, Response
 from serving.views import error_response
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class DataPlane:
         self.max_body = settings.MODELDECK_MAX_INFER_BYTES
         self.body_timeout = settings.MODELDECK_BODY_TIMEOUT_SECONDS
         # Body bytes this process is receiving or holding for requests not yet answered.
-        self.budget = core.BodyBudget(settings.MODELDECK_MAX_INFLIGHT_BODY_BYTES)
+        self.budget = BodyBudget(settings.MODELDECK_MAX_INFLIGHT_BODY_BYTES)
         recorder.enabled = settings.MODELDECK_RECORD_INFERENCE
         drift_monitor.sample_rate = settings.MODELDECK_DRIFT_SAMPLE_RATE if recorder.enabled else 0.0
 

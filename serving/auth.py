@@ -24,7 +24,7 @@ from teams.services import api_token_authenticate
 from teams.tokens import token_digest, token_looks_valid
 
 if TYPE_CHECKING:
-    from serving.core import Request
+    from serving.request import Request
 
 # Bounded so random tokens cannot grow the cache without limit; cleared wholesale when full (cheap, rare).
 MAX_ENTRIES = 10_000

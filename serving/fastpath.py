@@ -40,7 +40,7 @@ from serving.protocols.errors import ProtocolError
 
 if TYPE_CHECKING:
     from serving.asgi import DataPlane
-    from serving.core import Handler, Request, Response
+    from serving.request import Handler, Request, Response
 
 FAST_METHODS = frozenset({b"GET", b"POST"})
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

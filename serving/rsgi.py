@@ -20,8 +20,8 @@ from collections.abc import MutableMapping
 from typing import Any, Protocol
 
 from serving.asgi import PREFIXES, DataPlane
-from serving.core import Handler, Request, Response
 from serving.protocols.errors import ProtocolError
+from serving.request import Handler, Request, Response
 
 # Headers that describe one HTTP/1 connection: not allowed in an HTTP/2 answer (RFC 9113 8.2.2).
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding"})

@@ -16,9 +16,6 @@ from collections.abc import Callable
 from serving.core import (
     SERVER_NAME,
     SERVER_VERSION,
-    Handler,
-    Request,
-    Response,
     caller_is_team,
     endpoint_resolve,
     infer,
@@ -30,6 +27,7 @@ from serving.core import (
 from serving.decoding import body_decode
 from serving.protocols import mlflow, tfserving, v2
 from serving.protocols.errors import ProtocolError
+from serving.request import Handler, Request, Response
 from serving.router import router_get
 from serving.runtime_cache import LoadedVersion
 

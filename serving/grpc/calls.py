@@ -13,8 +13,8 @@ import grpc
 from django.conf import settings
 
 from serving import core
-from serving.core import BodyBudget, Request
 from serving.protocols.errors import ProtocolError
+from serving.request import BodyBudget, Request
 
 T = TypeVar("T")
 

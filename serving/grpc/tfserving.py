@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from serving.core import Request, endpoint_resolve, infer, live_versions, measure, version_described, version_resolve
+from serving.core import endpoint_resolve, infer, live_versions, measure, version_described, version_resolve
 from serving.grpc.calls import Received, grpc_answer, grpc_request, tensors_decode, unary
 from serving.grpc.generated.tensorflow_serving.apis import (
     classification_pb2,
@@ -30,6 +30,7 @@ from serving.grpc.generated.tensorflow_serving.apis import (
 from serving.grpc.tfserving_tensors import predict_request_decode, predict_response_encode
 from serving.protocols import tfserving
 from serving.protocols.errors import ProtocolError
+from serving.request import Request
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"

@@ -18,7 +18,6 @@ from serving import core
 from serving.core import (
     SERVER_NAME,
     SERVER_VERSION,
-    Request,
     caller_is_team,
     endpoint_resolve,
     infer,
@@ -33,6 +32,7 @@ from serving.grpc.v2_tensors import infer_request_decode, infer_response_encode
 from serving.outage import DatabaseUnavailable
 from serving.protocols import v2
 from serving.protocols.errors import ProtocolError
+from serving.request import Request
 from serving.router import router_get
 
 SERVICE = "inference.GRPCInferenceService"

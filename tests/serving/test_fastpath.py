@@ -19,8 +19,8 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from serving.asgi import DataPlane
-from serving.core import Handler, Request, Response
 from serving.fastpath import FastCycle, InvalidHeader, _dataplane, header_line
+from serving.request import Handler, Request, Response
 from serving.router import router_get
 from serving.views import ROUTES
 from tests.serving.conftest import Deployed
