@@ -19,7 +19,7 @@ import urllib.parse
 from collections.abc import MutableMapping
 from typing import Any, Protocol
 
-from serving.asgi import PREFIXES, DataPlane
+from serving.asgi import PREFIXES, BodyDeadline, DataPlane
 from serving.protocols.errors import ProtocolError
 from serving.request import Handler, Request, Response
 
@@ -112,43 +112,26 @@ class _RSGIBody:
 
     async def read(self, request: Request) -> bytes:
         dataplane = self.dataplane
-        task = asyncio.current_task()
-        assert task is not None
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            task.cancel()
-
-        # A timer that cancels this task, not asyncio.timeout(): as on the ASGI path, the cheaper of the two.
-        timer = asyncio.get_running_loop().call_at(self.deadline, expire)
-        try:
-            if self.declared is not None:
-                # Declared and within the limit (the header phase checked it); hyper holds the sender to it.
-                dataplane.reserve(request, self.declared)
-                body: bytes = await self.protocol()
-                return body
-            chunks = []
-            size = 0
-            async for chunk in self.protocol:
-                size += len(chunk)
-                if size > dataplane.max_body:
-                    raise dataplane.too_large_error()
-                dataplane.reserve(request, len(chunk))
-                chunks.append(chunk)
-            return b"".join(chunks)
-        except asyncio.CancelledError:
-            if not expired:
+        with BodyDeadline(dataplane, self.deadline):
+            try:
+                if self.declared is not None:
+                    # Declared and within the limit (the header phase checked it); hyper holds the sender to it.
+                    dataplane.reserve(request, self.declared)
+                    body: bytes = await self.protocol()
+                    return body
+                chunks = []
+                size = 0
+                async for chunk in self.protocol:
+                    size += len(chunk)
+                    if size > dataplane.max_body:
+                        raise dataplane.too_large_error()
+                    dataplane.reserve(request, len(chunk))
+                    chunks.append(chunk)
+                return b"".join(chunks)
+            except ProtocolError:
                 raise
-            task.uncancel()
-            raise dataplane.too_slow_error() from None
-        except ProtocolError:
-            raise
-        except Exception as exc:  # granian's RSGIProtocolClosed/-Error: the client went away mid-body
-            raise ProtocolError("the client went away before sending the whole body", 400) from exc
-        finally:
-            timer.cancel()
+            except Exception as exc:  # granian's RSGIProtocolClosed/-Error: the client went away mid-body
+                raise ProtocolError("the client went away before sending the whole body", 400) from exc
 
 
 class _Lifespan:

@@ -121,6 +121,51 @@ async def test_a_chunked_body_is_read_as_it_comes(rsgi: RSGIApplication, deploye
     np.testing.assert_allclose(json.loads(content)["outputs"][0]["data"], deployed.expected(1, X).ravel(), rtol=1e-6)
 
 
+class StallingProtocol(FakeProtocol):
+    """A client that sends its first chunk (or nothing, for a declared body) and then goes quiet."""
+
+    async def __call__(self) -> bytes:
+        await asyncio.Event().wait()
+        raise AssertionError("never")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.body[:10]
+        await asyncio.Event().wait()
+
+
+class VanishingProtocol(FakeProtocol):
+    """A client that goes away mid-body: granian raises its RSGIProtocolClosed."""
+
+    async def __call__(self) -> bytes:
+        raise ConnectionResetError("closed")
+
+
+@pytest.mark.parametrize("declared", [True, False])
+async def test_a_body_that_stalls_gets_408(
+    rsgi: RSGIApplication, deployed: Deployed, monkeypatch: pytest.MonkeyPatch, declared: bool
+) -> None:
+    monkeypatch.setattr(rsgi.dataplane, "body_timeout", 0.3)
+    body = infer_body()
+    protocol = StallingProtocol(body)
+    scope = infer_scope("/v2/models/iris/infer", body, deployed.auth())
+    if not declared:
+        scope.headers = Headers({"transfer-encoding": "chunked", "content-type": "application/json", **deployed.auth()})
+    await asyncio.wait_for(rsgi.__rsgi__(scope, protocol), 5)
+    [(status, headers, content)] = protocol.responses
+    assert (status, json.loads(content)) == (408, {"error": "the request body did not arrive within 0.3 s"})
+    assert headers["connection"] == "close"
+    assert rsgi.dataplane.budget.inflight == 0
+
+
+async def test_a_client_gone_mid_body_is_a_400_not_a_500(rsgi: RSGIApplication, deployed: Deployed) -> None:
+    body = infer_body()
+    protocol = VanishingProtocol(body)
+    await rsgi.__rsgi__(infer_scope("/v2/models/iris/infer", body, deployed.auth()), protocol)
+    [(status, _headers, content)] = protocol.responses
+    assert (status, json.loads(content)) == (400, {"error": "the client went away before sending the whole body"})
+    assert rsgi.dataplane.budget.inflight == 0
+
+
 async def test_an_unknown_path_is_404_in_the_protocols_shape_without_reading_the_body(
     rsgi: RSGIApplication, deployed: Deployed
 ) -> None:
