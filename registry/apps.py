@@ -8,4 +8,6 @@ class RegistryConfig(AppConfig):
     verbose_name = "Model registry"
 
     def ready(self) -> None:
-        from registry import signals  # noqa: F401  (connects the worker start-up cleanup)
+        # signals connects the worker start-up cleanup; tasks registers, in every process, the tasks that services send
+        # by name (common/registered_tasks.py).
+        from registry import signals, tasks  # noqa: F401

@@ -8,15 +8,16 @@ from registry.choices import JobKind, VersionStatus
 from registry.services.archive import artifacts_collect
 from registry.services.benchmarks import auto_benchmark, benchmark_job_run
 from registry.services.conversions import auto_conversions_enqueue, conversion_job_run
-from registry.services.jobs import JobHandler, job_run, jobs_reap, jobs_resend_unclaimed
-from registry.services.versions import model_version_inspect, versions_inspect_resend
+from registry.services.jobs import JOB_RUN_TASK, JobHandler, job_run, jobs_reap, jobs_resend_unclaimed
+from registry.services.versions import INSPECT_TASK, model_version_inspect, versions_inspect_resend
 from registry.storage import artifact_orphans_delete
 
 ORPHAN_MIN_AGE = timedelta(hours=1)
 JOB_HANDLERS: dict[str, JobHandler] = {JobKind.CONVERT: conversion_job_run, JobKind.BENCHMARK: benchmark_job_run}
 
 
-@shared_task(ignore_result=True, acks_late=True)
+# Named explicitly: the services send these two by name (common/registered_tasks.py), never importing this module.
+@shared_task(name=INSPECT_TASK, ignore_result=True, acks_late=True)
 def model_version_inspect_task(version_id: int) -> None:
     """Inspect an uploaded version in the worker, then queue its conversions (or, if servable, its benchmark)."""
     version = model_version_inspect(version_id=version_id)
@@ -26,7 +27,7 @@ def model_version_inspect_task(version_id: int) -> None:
 
 
 # acks_late: a job whose worker is killed is delivered again; job_run's conditional claim makes that safe.
-@shared_task(bind=True, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=JOB_RUN_TASK, bind=True, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def job_run_task(self, job_id: int) -> None:  # type: ignore[no-untyped-def]
     """Run a queued job (conversion, benchmark)."""
     job_run(job_id, worker=self.request.hostname or "worker", handlers=JOB_HANDLERS)

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from common.errors import ApplicationError
 from common.events import team_event_publish
+from common.registered_tasks import registered_task
 from registry.choices import ACTIVE_JOB_STATUSES, JobStatus
 from registry.models import Job, ModelVersion
 from registry.signals import job_finished
@@ -38,6 +39,9 @@ JOB_UNCLAIMED_AFTER = timedelta(seconds=60)
 MAX_ATTEMPTS = 3
 LOG_LIMIT = 200
 TRACE_LIMIT = 20_000
+# The Celery task that runs a queued job (registry/tasks.py declares it under this name; sent by name, so this
+# module never imports the tasks that call it).
+JOB_RUN_TASK = "registry.tasks.job_run_task"
 
 
 class JobCancelled(Exception):
@@ -72,21 +76,21 @@ def job_create(*, actor: Actor | None, version: ModelVersion, kind: str, params:
 
 
 def job_enqueue_on_commit(job: Job) -> None:
-    from registry.tasks import job_run_task
-
     job_id = job.pk
-    transaction.on_commit(lambda: task_send(job_run_task, job_id))
+    transaction.on_commit(lambda: task_send(JOB_RUN_TASK, job_id))
 
 
-def task_send(task: Any, *args: Any) -> bool:
-    """Send a task to the broker; when it is away, say so and return False (the reaper sends it again later).
+def task_send(name: str, *args: Any) -> bool:
+    """Send the task registered as `name` to the broker; when it is away, say so and return False (the reaper sends
+    it again later).
 
     Used after commit: the row is written and is the truth, so a broker outage never fails the request that made it.
     """
+    task = registered_task(name)  # outside the try: an unknown name is a bug, not a broker outage
     try:
         task.delay(*args)
     except Exception:
-        logger.warning("%s%r not sent (broker away); the reaper sends it again", task.name, args, exc_info=True)
+        logger.warning("%s%r not sent (broker away); the reaper sends it again", name, args, exc_info=True)
         return False
     return True
 
@@ -235,9 +239,7 @@ def jobs_reap(*, now: Any = None) -> list[int]:
             if job.status != JobStatus.QUEUED:
                 job_finished.send(sender=Job, kind=job.kind, status=job.status)
             if job.status == JobStatus.QUEUED:
-                from registry.tasks import job_run_task
-
-                task_send(job_run_task, job.pk)
+                task_send(JOB_RUN_TASK, job.pk)
             _publish(job)
     return touched
 
@@ -248,8 +250,6 @@ def jobs_resend_unclaimed(*, now: Any = None) -> list[int]:
     Their message may never have got there (the broker was away at enqueue) or been lost with it; a duplicate
     finds the job claimed and does nothing.
     """
-    from registry.tasks import job_run_task
-
     now = now or timezone.now()
     sent = []
     unclaimed = Job.objects.filter(status=JobStatus.QUEUED, updated_at__lt=now - JOB_UNCLAIMED_AFTER)
@@ -258,7 +258,7 @@ def jobs_resend_unclaimed(*, now: Any = None) -> list[int]:
         # Conditional on what we read: a job claimed or cancelled meanwhile is left alone.
         if Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED, updated_at=job.updated_at).update(
             updated_at=now, log=log[-LOG_LIMIT:]
-        ) and task_send(job_run_task, job.pk):
+        ) and task_send(JOB_RUN_TASK, job.pk):
             sent.append(job.pk)
     return sent
 

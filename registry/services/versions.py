@@ -40,6 +40,8 @@ MAX_TAGS = 20
 INSPECTION_LOST_AFTER = timedelta(seconds=60)
 # A version still processing this long after its upload is failed: its inspection keeps dying.
 INSPECTION_GIVE_UP_AFTER = timedelta(hours=3)
+# The Celery task that inspects an uploaded version in the worker (registry/tasks.py declares it under this name).
+INSPECT_TASK = "registry.tasks.model_version_inspect_task"
 
 
 @dataclass(frozen=True)
@@ -155,10 +157,8 @@ def model_version_create(
                 data={"model": model.name, "number": version.number, "format": fmt.name, "sha256": upload.sha256},
             )
             if version.status == VersionStatus.PROCESSING:
-                from registry.tasks import model_version_inspect_task
-
                 version_id = version.pk
-                transaction.on_commit(lambda: task_send(model_version_inspect_task, version_id))
+                transaction.on_commit(lambda: task_send(INSPECT_TASK, version_id))
             elif version.metadata.get("serving_rewrite"):
                 from registry.services.conversions import auto_conversions_enqueue
 
@@ -286,8 +286,6 @@ def versions_inspect_resend(*, now: Any = None) -> list[int]:
 
     A duplicate inspection is harmless: only a version still processing is finished, once.
     """
-    from registry.tasks import model_version_inspect_task
-
     now = now or timezone.now()
     stuck = ModelVersion.objects.filter(status=VersionStatus.PROCESSING, updated_at__lt=now - INSPECTION_LOST_AFTER)
     given_up = stuck.filter(created_at__lt=now - INSPECTION_GIVE_UP_AFTER).update(
@@ -303,7 +301,7 @@ def versions_inspect_resend(*, now: Any = None) -> list[int]:
         # Conditional on what we read: an inspection that started meanwhile is left alone.
         if ModelVersion.objects.filter(pk=pk, status=VersionStatus.PROCESSING, updated_at=updated_at).update(
             updated_at=now
-        ) and task_send(model_version_inspect_task, pk):
+        ) and task_send(INSPECT_TASK, pk):
             sent.append(pk)
     return sent
 
