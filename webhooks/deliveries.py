@@ -18,6 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from common.registered_tasks import registered_task
 from teams.models import Team
 from webhooks.choices import EVENT_KINDS, DeliveryState
 from webhooks.models import Webhook, WebhookDelivery
@@ -43,14 +44,16 @@ SWEEP_GRACE = timedelta(seconds=30)
 SWEEP_BATCH = 500
 DELIVERY_RETENTION = timedelta(days=30)
 LOG_LIMIT = MAX_ATTEMPTS * 2
+# The Celery task that makes a delivery's next attempt (webhooks/tasks.py declares it under this name; sent by name,
+# so this module never imports the tasks that call it).
+DELIVERY_TASK = "webhooks.tasks.webhook_delivery_task"
 
 
 def delivery_task_send(delivery_id: Any, *, countdown: float | None = None) -> bool:
     """Send the delivery's task to the broker; when it is away, log and return False (the sweep sends it later)."""
-    from webhooks.tasks import webhook_delivery_task
-
+    task = registered_task(DELIVERY_TASK)  # outside the try: an unknown name is a bug, not a broker outage
     try:
-        webhook_delivery_task.apply_async((str(delivery_id),), countdown=countdown)
+        task.apply_async((str(delivery_id),), countdown=countdown)
     except Exception:
         logger.warning(
             "webhook delivery %s not sent to the broker (away); the sweep sends it", delivery_id, exc_info=True

@@ -16,11 +16,14 @@ from common.registered_tasks import registered_task
 from registry import tasks as registry_tasks
 from registry.services.jobs import JOB_RUN_TASK
 from registry.services.versions import INSPECT_TASK
+from webhooks import tasks as webhooks_tasks
+from webhooks.deliveries import DELIVERY_TASK
 
 ROOT = Path(__file__).resolve().parents[2]
 SENT_BY_NAME = {
     JOB_RUN_TASK: registry_tasks.job_run_task,
     INSPECT_TASK: registry_tasks.model_version_inspect_task,
+    DELIVERY_TASK: webhooks_tasks.webhook_delivery_task,
 }
 
 
@@ -30,6 +33,7 @@ def test_a_name_finds_the_declared_task_with_its_options() -> None:
         assert found is task._get_current_object()
         assert (found.name, found.acks_late, found.ignore_result) == (name, True, True)
     assert registered_task(JOB_RUN_TASK).reject_on_worker_lost is True
+    assert registered_task(DELIVERY_TASK).reject_on_worker_lost is True
 
 
 def test_an_unknown_name_is_an_error_not_a_broker_outage() -> None:
