@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from registry.services.parity import synthesize_inputs
+from registry.synthetic_inputs import synthesize_inputs
 
 # "Measured with the same runtime that will serve it": the runtime layer's loaders are the ones serving uses.
 from runtimes import LOADERS

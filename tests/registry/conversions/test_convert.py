@@ -11,7 +11,8 @@ import pytest
 from registry.converters import SUPPORTED, conversion_supported, convert
 from registry.formats import FORMATS
 from registry.formats.base import ConversionError, ModelFileError, Recipe
-from registry.services.parity import Runner, load_runner, parity_report, synthesize_inputs
+from registry.services.parity import Runner, load_runner, parity_report
+from registry.synthetic_inputs import synthesize_inputs
 from runtimes.tensors import Signature, TensorSpec
 from tests.registry import model_files
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from registry.formats.base import ConversionError, Recipe
-from registry.services.parity import TOLERANCES, load_runner, parity_report, sample_inputs, synthesize_inputs
+from registry.services.parity import TOLERANCES, load_runner, parity_report, sample_inputs
+from registry.synthetic_inputs import synthesize_inputs
 from runtimes.tensors import Signature, TensorSpec
 from tests.registry import model_files
 

@@ -11,7 +11,8 @@ import pytest
 from registry.converters import convert, supported_recipes
 from registry.formats import FORMATS
 from registry.formats.base import Recipe
-from registry.services.parity import load_runner, parity_report, synthesize_inputs
+from registry.services.parity import load_runner, parity_report
+from registry.synthetic_inputs import synthesize_inputs
 from tests.registry import model_files
 
 
