@@ -31,7 +31,7 @@ from registry.formats.base import (
     error_summary,
     signature_differences,
 )
-from registry.services.load_check import runtime_load_check
+from registry.load_check import runtime_load_check
 from runtimes.tensors import Signature
 
 if TYPE_CHECKING:

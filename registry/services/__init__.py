@@ -2,6 +2,6 @@
 
 versions: models and versions from uploads, inspection in the worker; jobs: the job lifecycle; conversions:
 conversion jobs and the parity override; parity: the check that a converted model answers like its parent;
-benchmarks: benchmark jobs; load_check: the child process that loads a version before it becomes ready.
-The conversion steps themselves are in registry/converters.py, the benchmark child in registry/benchmark.py.
+benchmarks: benchmark jobs. The conversion steps themselves are in registry/converters.py; the child processes
+that load a version before it becomes ready and that benchmark it are registry/load_check.py and registry/benchmark.py.
 """

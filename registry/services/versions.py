@@ -20,11 +20,11 @@ from registry.choices import VersionStatus
 from registry.formats import FORMATS, detect, precheck
 from registry.formats.base import Inspection, ModelFileError
 from registry.formats.pickled import PICKLE_REFUSAL_MESSAGE
+from registry.load_check import is_servable, runtime_load_check
 from registry.models import ModelVersion, RegisteredModel
 from registry.samples import sample_check, sample_summarize
 from registry.services.benchmarks import auto_benchmark
 from registry.services.jobs import Heartbeat, task_send
-from registry.services.load_check import is_servable, runtime_load_check
 from registry.storage import artifact_delete_if_unreferenced, artifact_local_path, artifact_put
 from runtimes.tensors import Signature
 from teams.choices import Action

@@ -14,8 +14,8 @@ from registry.choices import VersionStatus
 from registry.converters import _check_result
 from registry.formats.base import ConversionError, ModelFileError, Recipe
 from registry.formats.onnx import FORMAT as ONNX
+from registry.load_check import runtime_load_check, without_paths
 from registry.models import ModelVersion
-from registry.services.load_check import runtime_load_check, without_paths
 from registry.tasks import model_version_inspect_task
 from teams.choices import Role
 from tests.registry import model_files
@@ -107,7 +107,7 @@ def test_a_load_past_the_time_limit_is_stopped(tmp_path, monkeypatch) -> None:
         children.append(popen(*args, **kwargs))
         return children[-1]
 
-    monkeypatch.setattr("registry.services.load_check.subprocess.Popen", spy)
+    monkeypatch.setattr("registry.load_check.subprocess.Popen", spy)
     with pytest.raises(ModelFileError) as refused:
         runtime_load_check(format_name="onnx", path=path, signature=ONNX.inspect(path).signature, timeout=0.001)
     assert (
@@ -126,7 +126,7 @@ def test_bytes_that_passed_are_not_loaded_again_in_the_same_process(developer, t
         calls.append(args)
         return popen(*args, **kwargs)
 
-    monkeypatch.setattr("registry.services.load_check.subprocess.Popen", spy)
+    monkeypatch.setattr("registry.load_check.subprocess.Popen", spy)
     # The same bytes as two models' versions (one model refuses a copy of its own version).
     assert [_upload(developer, path, model).json()["status"] for model in ("m", "m-copy")] == ["ready", "ready"]
     assert len(calls) == 1
