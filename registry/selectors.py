@@ -8,6 +8,7 @@ from django.db.models import Count, Max, Model, Q, QuerySet
 
 from common.errors import NotFoundError
 from registry.models import Job, ModelVersion, RegisteredModel
+from runtimes.tensors import Signature
 from teams.choices import Action
 from teams.permissions import Actor
 from teams.selectors import team_get_for_actor, team_list_for_actor
@@ -128,3 +129,8 @@ def version_not_servable_reason(version: ModelVersion) -> str:
             "carries; deploy the ONNX version ModelDeck made from it, which serves them as a tensor."
         )
     return ""
+
+
+def version_signature(version: ModelVersion) -> Signature:
+    """The version's inputs and outputs as a Signature (an empty one before its inspection gave it any)."""
+    return Signature.from_dict(version.signature or {"inputs": [], "outputs": []})

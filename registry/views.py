@@ -22,11 +22,12 @@ from registry.selectors import (
     registered_model_list,
     version_not_servable_reason,
     version_parity_blocks,
+    version_signature,
 )
 from registry.services.archive import model_archive, model_unarchive, version_archive, version_unarchive
 from registry.services.benchmarks import version_benchmark_request
 from registry.services.conversions import parity_override, version_convert_request
-from registry.services.versions import registered_model_create, version_signature
+from registry.services.versions import registered_model_create
 from teams.choices import Action
 from teams.context_processors import CURRENT_TEAM_SESSION_KEY
 from teams.permissions import Actor, actor_can, actor_require

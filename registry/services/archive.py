@@ -18,7 +18,7 @@ from django.utils import timezone
 from common.errors import ApplicationError
 from common.events import team_event_publish
 from registry.models import ModelVersion, RegisteredModel
-from registry.services.versions import version_publish
+from registry.services.version_events import version_publish
 from registry.signals import versions_in_use
 from registry.storage import artifact_delete_if_unreferenced
 from teams.choices import Action

@@ -16,11 +16,11 @@ from registry.converters import conversion_supported, convert, supported_recipes
 from registry.formats import FORMATS
 from registry.formats.base import ConversionError, Recipe, describe_differences
 from registry.models import Job, ModelVersion, RegisteredModel
-from registry.selectors import version_archived_reason
+from registry.selectors import version_archived_reason, version_signature
 from registry.services.benchmarks import auto_benchmark
 from registry.services.jobs import JobOutcome, job_create, job_progress
 from registry.services.parity import load_runner, parity_report, sample_inputs
-from registry.services.versions import version_publish, version_signature
+from registry.services.version_events import version_publish
 from registry.storage import artifact_delete_if_unreferenced, artifact_local_path, artifact_put, file_sha256
 from registry.synthetic_inputs import synthesize_inputs
 from teams.choices import Action

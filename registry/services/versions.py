@@ -15,7 +15,6 @@ from django.db.models import Max
 from django.utils import timezone
 
 from common.errors import ApplicationError
-from common.events import team_event_publish
 from registry.choices import VersionStatus
 from registry.formats import FORMATS, detect, precheck
 from registry.formats.base import Inspection, ModelFileError
@@ -24,9 +23,10 @@ from registry.load_check import is_servable, runtime_load_check
 from registry.models import ModelVersion, RegisteredModel
 from registry.samples import sample_check, sample_summarize
 from registry.services.benchmarks import auto_benchmark
+from registry.services.conversions import auto_conversions_enqueue
 from registry.services.jobs import Heartbeat, task_send
+from registry.services.version_events import version_publish
 from registry.storage import artifact_delete_if_unreferenced, artifact_local_path, artifact_put
-from runtimes.tensors import Signature
 from teams.choices import Action
 from teams.models import Team
 from teams.permissions import Actor, actor_require
@@ -160,8 +160,6 @@ def model_version_create(
                 version_id = version.pk
                 transaction.on_commit(lambda: task_send(INSPECT_TASK, version_id))
             elif version.metadata.get("serving_rewrite"):
-                from registry.services.conversions import auto_conversions_enqueue
-
                 auto_conversions_enqueue(version)
             else:
                 auto_benchmark(version)
@@ -208,26 +206,6 @@ def _refuse_duplicate(model: RegisteredModel, sha256: str) -> None:
             {"version": same.number, "sha256": sha256},
             status=409,
         )
-
-
-def version_event_data(version: ModelVersion) -> dict[str, Any]:
-    return {
-        "model": version.model.name,
-        "number": version.number,
-        "status": version.status,
-        "format": version.format,
-        "parent": version.parent.number if version.parent is not None else None,
-        "archived": version.archived_at is not None,
-    }
-
-
-def version_publish(version: ModelVersion) -> None:
-    """Tell the team's live stream that a version appeared or changed status (pages listening refresh); a missing
-    channel layer never fails the write it announces."""
-    try:
-        team_event_publish(team=version.model.team.slug, kind="version", data=version_event_data(version))
-    except Exception:
-        logger.warning("Could not publish version %s to the team stream", version.pk, exc_info=True)
 
 
 def _check_loads(format_name: str, path: Path, inspection: Inspection, sha256: str) -> None:
@@ -325,7 +303,3 @@ def _finish(
     if finished:
         version_publish(version)
     return version
-
-
-def version_signature(version: ModelVersion) -> Signature:
-    return Signature.from_dict(version.signature or {"inputs": [], "outputs": []})

@@ -207,7 +207,7 @@ def test_archiving_announces_the_version_on_the_team_stream(
 ):
     sent: list[tuple[str, str, dict]] = []
     monkeypatch.setattr(
-        "registry.services.versions.team_event_publish",
+        "registry.services.version_events.team_event_publish",
         lambda *, team, kind, data: sent.append((team, kind, data)),
     )
     with django_capture_on_commit_callbacks(execute=True):
