@@ -27,8 +27,8 @@ from django.db import close_old_connections
 
 from deployments.models import Release
 from deployments.selectors import release_live_list, release_stamp
+from registry.load_check import load_error_text
 from registry.models import ModelVersion
-from registry.services.load_check import load_error_text
 from runtimes.tensors import Signature
 from serving.batching import Batcher
 from serving.outage import DATABASE_AWAY
