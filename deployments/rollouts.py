@@ -16,7 +16,7 @@ Gates and their defaults (`ROLLOUT_GATE_DEFAULTS`; `null` turns one off):
 | `p95_ratio` | 1.5 | canary p95 / primary p95 > threshold |
 | `disagreement_rate` | 0.1 | shadow (or canary) answers unlike the primary's / requests > threshold |
 | `drift_psi` | 0.25 | the canary's largest drift PSI in the step > threshold |
-| `benchmark_p50_slower` | 0.2 | pre-flight: the version's benchmark p50 (batch 1) / the primary's - 1 > threshold |
+| `benchmark_p50_slower` | 0.2 | pre-flight: benchmark p50 (batch 1) / primary's - 1 > threshold, and > 0.05 ms slower |
 
 Pre-flight, before the first step: parity passed or accepted by an admin, the signature compatible with the
 primary's (or `allow_signature_change`), and the benchmark gate above.
@@ -174,6 +174,11 @@ def rollout_steps_parse(percents: str, bake: str) -> list[dict[str, Any]]:
     ]
 
 
+# A p50 difference below this is a benchmark's noise on a shared machine, not the model: a 6 µs model measured at 9 µs
+# is "58 % slower" and no slower at all next to a request's own cost (about 100 µs). It never fails the gate.
+BENCHMARK_NOISE_MS = 0.05
+
+
 def _benchmark_p50(version: ModelVersion) -> float | None:
     for batch in (version.benchmark or {}).get("batches", []):
         if batch.get("batch_size") == 1 and batch.get("p50_ms"):
@@ -221,13 +226,16 @@ def _preflight(
             )
         else:
             slower = round(mine / theirs - 1, 4)
+            within_noise = mine - theirs <= BENCHMARK_NOISE_MS
+            note = f"p50 {mine:g} ms vs v{current.primary.number}'s {theirs:g} ms"
             checks.append(
                 {
                     "gate": "benchmark_p50_slower",
-                    "passed": slower <= threshold,
+                    "passed": slower <= threshold or within_noise,
                     "value": slower,
                     "threshold": threshold,
-                    "note": f"p50 {mine:g} ms vs v{current.primary.number}'s {theirs:g} ms",
+                    "note": note
+                    + (f", within {BENCHMARK_NOISE_MS:g} ms" if within_noise and slower > threshold else ""),
                 }
             )
     return checks

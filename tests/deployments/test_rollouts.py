@@ -253,6 +253,21 @@ def test_preflight_refuses_failed_parity_a_signature_change_and_a_slower_benchma
     assert rollout.preflight[2]["value"] == pytest.approx(0.3)
 
 
+@pytest.mark.django_db
+def test_a_p50_difference_within_a_benchmarks_noise_never_fails_preflight(deck) -> None:
+    """Tiny models: 0.0057 against 0.009 ms is "58 % slower" and 3 µs in fact (seen failing a real rollout)."""
+    version = deck["versions"][1]
+    ModelVersion.objects.filter(pk=version.pk).update(parity={"passed": True})
+    ModelVersion.objects.filter(pk=deck["versions"][0].pk).update(
+        benchmark={"batches": [{"batch_size": 1, "p50_ms": 0.0057}]}
+    )
+    ModelVersion.objects.filter(pk=version.pk).update(benchmark={"batches": [{"batch_size": 1, "p50_ms": 0.009}]})
+    rollout = start(deck)
+    check = rollout.preflight[2]
+    assert (check["passed"], check["value"]) == (True, pytest.approx(0.5789))
+    assert check["note"] == "p50 0.009 ms vs v1's 0.0057 ms, within 0.05 ms"
+
+
 BODY = {"version": 2, "steps": STEPS, "gates": {"error_rate": 0.02, "drift_psi": None}, "reason": "new recall"}
 URL = "/api/v1/endpoints/iris-prod/rollouts"
 
