@@ -7,7 +7,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv/bin
 
-.PHONY: run test install lint typecheck pytest bench clean docker-test protos
+.PHONY: run test test-heavy install lint typecheck pytest bench clean docker-test protos
 
 # uv is bootstrapped with pip when the machine does not have it.
 .tools/bin/uv:
@@ -47,7 +47,12 @@ endif
 	echo "$(TORCH_ZOO)" > $@
 
 pytest: .venv-torch/.done
-	$(VENV)/pytest
+	$(VENV)/pytest -m "not heavy"
+
+# The suites that start whole stacks, several processes or private servers to stop and restart (marked `heavy`):
+# minutes of their own, so `make test` stays well under 20 minutes. `.ci/run` runs both.
+test-heavy: install
+	$(VENV)/pytest -m heavy
 
 bench: install
 	$(VENV)/python bench/bench_token_auth.py

@@ -41,6 +41,9 @@ from tests.registry.model_files import onnx_failing_past_one_row
 from tests.registry.test_worker_kill import Worker, celery_broker, redeliver_unacked, wait_until, worker_setup
 from tests.test_stack_smoke import Output
 
+# A multi-process or fault-injection suite: `make test-heavy`, not `make test` (CI runs both).
+pytestmark = pytest.mark.heavy
+
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_DB = 12  # this test's own Redis database (broker, cache, channel layer): flushed before and after
 X = (np.arange(8, dtype=np.float32).reshape(2, 4) - 3) / 2

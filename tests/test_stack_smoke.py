@@ -29,7 +29,7 @@ import websockets.sync.client
 from tests.registry.model_files import keras_file
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.heavy, pytest.mark.stack]
 
 
 def free_port() -> int:

@@ -29,7 +29,7 @@ from teams.services import api_token_create
 from tests.asgi_server import asgi_server
 from tests.deployments.test_endpoint_apis import add_version
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("artifact_dir")]
+pytestmark = [pytest.mark.heavy, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("artifact_dir")]
 
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance"
 EXAMPLES_PER_OPERATION = 10

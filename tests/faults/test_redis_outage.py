@@ -35,6 +35,9 @@ from tests.registry.model_files import onnx_file
 from tests.registry.test_worker_kill import celery_broker, database_url, wait_until
 from tests.test_scale_out import Web, load, rollout, rollout_outcome, rollout_state, served_version
 
+# A multi-process or fault-injection suite: `make test-heavy`, not `make test` (CI runs both).
+pytestmark = pytest.mark.heavy
+
 # This file's private ports (the first free one of each group is used).
 WEB_REDIS_PORTS = (56379, 56380, 56381)
 BROKER_REDIS_PORTS = (56382, 56383, 56384)

@@ -34,7 +34,8 @@ from tests.registry.test_worker_kill import database_url, wait_until
 from tests.test_scale_out import Web
 from tests.websockets import session_cookie
 
-pytestmark = pytest.mark.django_db(transaction=True)  # committed rows: the server reads them on its own connections
+# Committed rows (the server reads them on its own connections); a suite with its own Redis server: `make test-heavy`.
+pytestmark = [pytest.mark.heavy, pytest.mark.django_db(transaction=True)]
 
 REDIS_PORTS = range(56390, 56396)  # this test's own Redis server, never the shared one
 # Three times channels_redis' 5 s BZPOPMIN, the window in which every idle socket used to drop.

@@ -43,6 +43,9 @@ from tests.registry.model_files import keras_file
 from tests.teams.factories import create_membership
 from tests.test_stack_smoke import Output, alive
 
+# A multi-process or fault-injection suite: `make test-heavy`, not `make test` (CI runs both).
+pytestmark = pytest.mark.heavy
+
 ROOT = Path(__file__).resolve().parents[2]
 BROKER_DB = 14  # a Redis database for this test alone: flushed before and after, so no stale message can run
 QUEUE = "celery"  # where job_run_task goes (no routing)

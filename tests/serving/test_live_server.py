@@ -20,7 +20,7 @@ from teams.permissions import Actor
 from tests.asgi_server import asgi_server
 from tests.serving.conftest import Deployed
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.heavy, pytest.mark.django_db(transaction=True)]
 
 X = (np.arange(12, dtype=np.float32).reshape(3, 4) - 5) / 4
 

@@ -26,6 +26,9 @@ from tests.registry.test_worker_kill import database_url, wait_until
 from tests.serving.test_inference_auth import V2_BODY, bearer, error_body
 from tests.test_scale_out import ROOT, Web
 
+# A multi-process or fault-injection suite: `make test-heavy`, not `make test` (CI runs both).
+pytestmark = pytest.mark.heavy
+
 TTL = 0.5  # re-checked often: the test sees the database tried, and failing, many times within the grace
 GRACE = 8.0
 RETRY_AFTER = "5"
