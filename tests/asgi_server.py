@@ -39,6 +39,9 @@ def asgi_server(ready_path: str = "/v2/health/ready") -> Iterator[str]:
             loop="uvloop",
             http=DataPlaneProtocol,
             proxy_headers=False,
+            # A page left open keeps its websocket, and uvicorn would wait for it forever: the server thread (with
+            # its flusher and the cluster evaluator) then outlived the test and queried the database in later ones.
+            timeout_graceful_shutdown=2,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
@@ -59,3 +62,4 @@ def asgi_server(ready_path: str = "/v2/health/ready") -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         router_get().stop()
+        assert not thread.is_alive(), "the test server did not stop within 10 s"
